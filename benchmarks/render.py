@@ -1,0 +1,147 @@
+"""Render speed, noise and memory, measured side by side in one run.
+
+    python benchmarks/render.py [--resolution 64] [--samples 16] [--batches 4] [--memory-images 2000]
+
+(a) naive: rebuild the scene for every image, write it to a PNG file on disk, read it back; one thread.
+(b) dcign's renderer, one worker process with one render thread (persistent scene and Cycles data).
+(c) dcign's renderer with its default: one worker per core.
+Reported per sweep type, since changing the mesh (shape/texture/intrinsic) costs more than
+moving the camera or the light. Then the noise at the chosen samples as PSNR against a
+512-sample reference of the same view, and one worker's memory after 100 and after N images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from render.engine import RenderJob, load_model, render_sweep
+from render.sweeps import SweepConfig, batch_factors
+
+
+def naive_images(job: RenderJob, n_images: int, workdir: Path) -> float:
+    """Seconds per image when everything is rebuilt and round-tripped through a file per image."""
+    import bpy
+    import cv2
+
+    from render import camera, lighting, material
+    from render.scene import _configure_cycles, _stdout_silenced
+
+    model = load_model(job.model)
+    f = batch_factors(job.seed, job.sweep, 0, job.sweep_cfg, model.n_shape, model.n_albedo)
+    t0 = time.perf_counter()
+    for i in range(n_images):
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene = bpy.context.scene
+        _configure_cycles(scene, job.resolution, job.samples, threads=1, device="cpu")
+        scene.render.use_persistent_data = False
+        cam = camera.create_camera(scene)
+        sun = lighting.create_light(scene)
+        lighting.create_world(scene)
+        mat = material.create_skin_material()
+        verts, cols = model.instance(f["shape"][i % len(f["shape"])], f["albedo"][i % len(f["albedo"])])
+        mesh = bpy.data.meshes.new("face")
+        mesh.from_pydata(verts.tolist(), [], model.triangles.tolist())
+        mesh.shade_smooth()
+        attr = mesh.color_attributes.new(material.COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
+        attr.data.foreach_set("color", np.concatenate([cols, np.ones((len(cols), 1), np.float32)], 1).ravel())
+        mesh.materials.append(mat)
+        obj = bpy.data.objects.new("face", mesh)
+        obj.rotation_euler = (np.pi / 2, 0, 0)
+        scene.collection.objects.link(obj)
+        az, el, li = (float(f[k][i % len(f[k])]) for k in ("azimuth", "elevation", "light"))
+        camera.set_view(cam, az, el)
+        lighting.set_light(sun, li, az, el)
+        path = workdir / f"naive_{i}.png"
+        scene.render.filepath = str(path)
+        with _stdout_silenced():
+            bpy.ops.render.render(write_still=True)
+        assert cv2.imread(str(path)) is not None
+        path.unlink()
+    return (time.perf_counter() - t0) / n_images
+
+
+def project_images(job: RenderJob, workers: int, workdir: Path) -> float:
+    out = Path(tempfile.mkdtemp(dir=workdir))
+    t0 = time.perf_counter()
+    render_sweep(job, out, workers=workers, progress=False)
+    return (time.perf_counter() - t0) / (job.n_batches * job.sweep_cfg.batch_size)
+
+
+def noise_psnr(resolution: int, samples: int, reference_samples: int = 512) -> float:
+    from render.scene import FaceScene
+
+    model = load_model("default")
+    f = batch_factors(0, "intrinsic", 0, SweepConfig(batch_size=1), model.n_shape, model.n_albedo)
+    imgs = []
+    for spp in (samples, reference_samples):
+        scene = FaceScene(resolution, spp, threads=0)
+        verts, cols = model.instance(f["shape"][0], f["albedo"][0])
+        scene.set_face(verts, cols, model.triangles)
+        scene.set_pose(30.0, 10.0, -30.0)
+        imgs.append(scene.render_image().astype(np.float64))
+        scene.close()
+    mse = np.mean((imgs[0] - imgs[1]) ** 2)
+    return float(10 * np.log10(255.0**2 / mse)) if mse > 0 else float("inf")
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_growth(resolution: int, samples: int, n_images: int) -> tuple[float, float]:
+    """One persistent scene changing the face every image (the costliest case): RSS after 100 and n images."""
+    from render.scene import FaceScene
+
+    model = load_model("default")
+    scene = FaceScene(resolution, samples, threads=1)
+    rng = np.random.default_rng(0)
+    after_100 = float("nan")
+    for i in range(n_images):
+        s, a = model.sample(rng)
+        verts, cols = model.instance(s[0], a[0])
+        scene.set_face(verts, cols, model.triangles)
+        scene.set_pose(float(rng.uniform(-90, 90)), 0.0, 0.0)
+        scene.render_image()
+        if i + 1 == 100:
+            after_100 = rss_mib()
+    scene.close()
+    return after_100, rss_mib()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--resolution", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--batches", type=int, default=4, help="batches of 20 per sweep and variant")
+    ap.add_argument("--naive-images", type=int, default=20)
+    ap.add_argument("--memory-images", type=int, default=2000)
+    ap.add_argument("--sweeps", default="azimuth,light,intrinsic")
+    args = ap.parse_args()
+
+    print(f"cores: {os.cpu_count()}, resolution {args.resolution}, {args.samples} samples/pixel")
+    print(f"{'sweep':<10} {'(a) naive':>12} {'(b) 1 core':>12} {'(c) all':>12} {'b/a':>7} {'c/b':>7}  (images/s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for sweep in args.sweeps.split(","):
+            job = RenderJob(sweep=sweep, n_batches=args.batches, resolution=args.resolution, samples=args.samples,
+                            batches_per_shard=1, sweep_cfg=SweepConfig(batch_size=20))
+            a = naive_images(job, args.naive_images, work)
+            b = project_images(job, 1, work)
+            c = project_images(job, 0, work)
+            print(f"{sweep:<10} {1 / a:>12.1f} {1 / b:>12.1f} {1 / c:>12.1f} {a / b:>6.2f}x {b / c:>6.2f}x")
+    print(f"noise: PSNR at {args.samples} samples vs 512: {noise_psnr(args.resolution, args.samples):.1f} dB")
+    m100, mn = memory_growth(args.resolution, args.samples, args.memory_images)
+    print(f"worker memory: {m100:.0f} MiB after 100 images, {mn:.0f} MiB after {args.memory_images}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Checkpoints: ``model.safetensors`` (weights), ``optimizer.pt`` (optimizer state), ``model.json``.
+
+``model.json`` is the commit record: format, step, both configs, a training summary and the
+SHA-256 of the two other files. A save writes ``<name>.next`` files, then ``model.json``
+naming their hashes, then renames them into place (each write atomic: temp file + os.replace).
+A kill at any point leaves either the old checkpoint or the new one recoverable:
+:func:`recover` finishes an interrupted rename and drops stale ``.next`` files.
+The weights file also carries the model config in its safetensors metadata, so it loads alone.
+No RNG state is needed: the batch order and the noise are functions of (seed, step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from dcign.config import ConfigError, ModelConfig, TrainConfig
+from dcign.model import DCIGN
+from render.shards import atomic_write_bytes, atomic_write_json
+
+FORMAT = "dcign-checkpoint/1"
+WEIGHTS, OPTIMIZER, META = "model.safetensors", "optimizer.pt", "model.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, or incompatible with the run that wants it."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    out_dir: Path, model: DCIGN, optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int, extra: dict
+) -> None:
+    """Write the training state after ``step`` optimizer steps (see the module doc for the order)."""
+    out_dir = Path(out_dir)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta_st = {"format": FORMAT, "step": str(step), "model_config": json.dumps(cfg.model.to_dict())}
+    buf = io.BytesIO()
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, buf)
+    files = {WEIGHTS: safetensors.torch.save(weights, metadata=meta_st), OPTIMIZER: buf.getvalue()}
+    for name, data in files.items():
+        atomic_write_bytes(out_dir / f"{name}.next", data)
+    meta = {
+        "format": FORMAT,
+        "step": step,
+        "model_config": cfg.model.to_dict(),
+        "train_config": cfg.to_dict(),
+        "feature_size": cfg.model.feature_size,
+        "groups": {g: [s.start, s.stop] for g, s in cfg.model.groups.items()},
+        "files": {name: _sha256(data) for name, data in files.items()},
+        **extra,
+    }
+    atomic_write_json(out_dir / META, meta)
+    for name in files:
+        os.replace(out_dir / f"{name}.next", out_dir / name)
+    _fsync_dir(out_dir)
+
+
+def _read_meta(out_dir: Path) -> dict:
+    path = Path(out_dir) / META
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint record ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
+    return meta
+
+
+def has_checkpoint(out_dir: Path) -> bool:
+    return (Path(out_dir) / META).exists() or (Path(out_dir) / WEIGHTS).exists()
+
+
+def recover(out_dir: Path) -> dict | None:
+    """Repair an interrupted save; return the checkpoint record, or None when there is no checkpoint."""
+    out_dir = Path(out_dir)
+    if not (out_dir / META).exists():
+        if (out_dir / WEIGHTS).exists():
+            raise CheckpointError(f"{out_dir}: {WEIGHTS} without {META}; not a resumable checkpoint")
+        for name in (WEIGHTS, OPTIMIZER):  # a first save that never committed
+            (out_dir / f"{name}.next").unlink(missing_ok=True)
+        return None
+    meta = _read_meta(out_dir)
+    for name, digest in meta.get("files", {}).items():
+        final, staged = out_dir / name, out_dir / f"{name}.next"
+        if final.exists() and _sha256(final.read_bytes()) == digest:
+            staged.unlink(missing_ok=True)
+        elif staged.exists() and _sha256(staged.read_bytes()) == digest:
+            os.replace(staged, final)  # the save was killed between its renames
+        else:
+            raise CheckpointError(f"{final}: missing or checksum mismatch against {META}; the checkpoint is corrupt")
+    for name in (WEIGHTS, OPTIMIZER):  # staged files of a save killed before it committed
+        (out_dir / f"{name}.next").unlink(missing_ok=True)
+    _fsync_dir(out_dir)
+    return meta
+
+
+def _safetensors_metadata(data: bytes, path: Path) -> dict:
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8 : 8 + n])
+        return header.get("__metadata__") or {}
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a safetensors file ({e})") from None
+
+
+def _build(data: bytes, path: Path, map_location) -> tuple[DCIGN, ModelConfig]:
+    meta = _safetensors_metadata(data, path)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} weights file")
+    try:
+        cfg = ModelConfig.from_dict(json.loads(meta["model_config"]))
+        state = safetensors.torch.load(data)
+        model = DCIGN(cfg)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{path}: incompatible or corrupt weights ({first})") from None
+    return model.to(map_location), cfg
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[DCIGN, ModelConfig, dict]:
+    """Load a trained DC-IGN from a checkpoint directory or its ``model.safetensors``.
+
+    Returns (model in eval mode, its ModelConfig, training info: the ``model.json`` record
+    with step, train_config, summary, ...; only ``step`` when the weights file is alone).
+    """
+    path = Path(path)
+    weights = path / WEIGHTS if path.is_dir() else path
+    try:
+        data = weights.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{weights}: cannot read checkpoint ({e.strerror or e})") from None
+    info = None
+    if (weights.parent / META).exists():
+        info = _read_meta(weights.parent)
+        if info.get("files", {}).get(weights.name, _sha256(data)) != _sha256(data):
+            raise CheckpointError(
+                f"{weights}: checksum mismatch against {META} (interrupted save: resume training to repair it)"
+            )
+    model, cfg = _build(data, weights, map_location)
+    if info is None:
+        info = {"step": int(_safetensors_metadata(data, weights).get("step", 0))}
+    return model.eval(), cfg, info
+
+
+def load_training_state(out_dir: Path, meta: dict) -> tuple[dict, dict]:
+    """Weights state_dict and optimizer state of a recovered checkpoint (see :func:`recover`)."""
+    out_dir = Path(out_dir)
+    data = (out_dir / WEIGHTS).read_bytes()
+    _safetensors_metadata(data, out_dir / WEIGHTS)
+    try:
+        state = safetensors.torch.load(data)
+        opt = torch.load(out_dir / OPTIMIZER, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same failure for the user
+        raise CheckpointError(f"{out_dir}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    if opt.get("step") != meta.get("step"):
+        raise CheckpointError(f"{out_dir}: {OPTIMIZER} is from step {opt.get('step')}, {META} from {meta.get('step')}")
+    return state, opt["optimizer"]

@@ -1,0 +1,312 @@
+"""Model and training configuration, and reading them from params.yaml.
+
+params.yaml holds a top-level ``seed`` and a flat ``train:`` section whose keys are
+the fields of :class:`TrainConfig` and of :class:`ModelConfig` (except ``resolution``
+and ``channels``, which come from the data). Every key must be present: a missing,
+unknown or malformed key is a :class:`ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_MISSING = object()
+
+# Latent groups in code order; every render sweep makes exactly one of them active.
+GROUPS = ("azimuth", "elevation", "light", "intrinsic")
+SWEEP_GROUP = {
+    "azimuth": "azimuth",
+    "elevation": "elevation",
+    "light": "light",
+    "shape": "intrinsic",
+    "texture": "intrinsic",
+    "intrinsic": "intrinsic",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range (message names it)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    resolution: int = 64  # image height = width in pixels; set from the data
+    channels: int = 1  # image channels (greyscale)
+    filters: tuple[int, ...] = (32, 32, 32)  # encoder conv filters, one 2x2 max-pool each; paper 96, 64, 32
+    enc_kernel: int = 5  # encoder conv kernel (paper 5x5)
+    dec_kernel: int = 7  # decoder conv kernel (paper 7x7)
+    latent: int = 200  # latent dimensions (paper 200)
+    z_azimuth: int = 1  # latents in the azimuth group (first in the code)
+    z_elevation: int = 1  # then elevation
+    z_light: int = 1  # then light azimuth; the rest is the intrinsic group
+    recon: str = "bernoulli"  # likelihood: bernoulli (BCE summed over pixels, as the paper's code) or gaussian
+    gaussian_std: float = 0.1  # fixed sigma of the gaussian likelihood (unused for bernoulli)
+    init_std: float = 0.01  # linear weights ~ N(0, init_std) as in the paper; 0 keeps PyTorch's default
+
+    @property
+    def feature_size(self) -> int:
+        """Side of the encoder's last feature map (same-padded convs, floor pooling)."""
+        s = self.resolution
+        for _ in self.filters:
+            s //= 2
+        return s
+
+    @property
+    def group_sizes(self) -> dict[str, int]:
+        fixed = self.z_azimuth + self.z_elevation + self.z_light
+        return {
+            "azimuth": self.z_azimuth,
+            "elevation": self.z_elevation,
+            "light": self.z_light,
+            "intrinsic": self.latent - fixed,
+        }
+
+    @property
+    def groups(self) -> dict[str, slice]:
+        out, start = {}, 0
+        for name, size in self.group_sizes.items():
+            out[name] = slice(start, start + size)
+            start += size
+        return out
+
+    def validate(self) -> ModelConfig:
+        for name in ("resolution", "channels", "enc_kernel", "dec_kernel", "latent"):
+            _positive_int(name, getattr(self, name))
+        for name in ("z_azimuth", "z_elevation", "z_light"):
+            _nonneg_int(name, getattr(self, name))
+        if not isinstance(self.filters, tuple) or not self.filters:
+            raise ConfigError(f"filters must be a non-empty list of positive integers, got {self.filters!r}")
+        for f in self.filters:
+            _positive_int("filters", f)
+        if self.group_sizes["intrinsic"] < 1:
+            raise ConfigError(f"latent ({self.latent}) must exceed z_azimuth + z_elevation + z_light")
+        if self.feature_size < 1:
+            raise ConfigError(f"resolution {self.resolution} is too small for {len(self.filters)} 2x2 poolings")
+        _choice("recon", self.recon, ("bernoulli", "gaussian"))
+        _positive_float("gaussian_std", self.gaussian_std)
+        _nonneg_float("init_std", self.init_std)
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["filters"] = list(self.filters)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = dict(d)
+        d["filters"] = tuple(d["filters"])
+        return cls(**d).validate()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0  # seeds the init, the batch order and the sampling noise (params: top-level seed)
+    steps: int = 2000  # optimizer steps in all (a resumed run continues to this count)
+    batches_per_step: int = 1  # render batches per step per process, gradients averaged (DDP: x world size)
+    optimizer: str = "adam"  # adam or rmsprop
+    lr: float = 5e-4  # learning rate (paper 5e-4)
+    invariance: float = 0.01  # lambda: inactive latents get gradient lambda * (z - batch mean) (paper ~1/100)
+    kl_weight: float = 1.0  # weight of KL(q(z|x) || N(0, I)) against the reconstruction NLL
+    # Relative frequency of batch types per latent group (paper ~1:1:1:10); groups absent from the data are skipped.
+    sweep_ratio: dict[str, float] = field(
+        default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 10.0}
+    )
+    entangled: bool = False  # baseline: plain VAE on minibatches of random images, no clamping
+    precision: str = "fp32"  # fp32 or bf16 (torch.autocast on CPU and CUDA)
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    channels_last: bool = True  # NHWC memory format for the convolutions
+    deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only on CUDA)
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
+    log_every: int = 1  # steps between dvclive rows
+    model: ModelConfig = field(default_factory=ModelConfig)  # network; resolution is filled in from the data
+
+    def validate(self) -> TrainConfig:
+        _int("seed", self.seed)
+        for name in ("steps", "batches_per_step", "checkpoint_every", "log_every"):
+            _positive_int(name, getattr(self, name))
+        _nonneg_int("threads", self.threads)
+        _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        _positive_float("lr", self.lr)
+        _nonneg_float("invariance", self.invariance)
+        _nonneg_float("kl_weight", self.kl_weight)
+        _ratio("sweep_ratio", self.sweep_ratio)
+        for name in ("entangled", "channels_last", "deterministic"):
+            _bool(name, getattr(self, name))
+        _choice("precision", self.precision, ("fp32", "bf16"))
+        _choice("device", self.device, ("auto", "cpu", "cuda"))
+        self.model.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        d["sweep_ratio"] = dict(self.sweep_ratio)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        d["model"] = ModelConfig.from_dict(d["model"])
+        return cls(**d).validate()
+
+
+# Fields that may differ between a checkpoint and the run resuming it (they don't change the result).
+RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device", "threads")
+MODEL_PARAMS = tuple(f.name for f in fields(ModelConfig) if f.name not in ("resolution", "channels"))
+TRAIN_PARAMS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("seed", "model"))
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _int(name, v):
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ConfigError(f"{name} must be an integer, got {v!r}")
+
+
+def _positive_int(name, v):
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _nonneg_int(name, v):
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_float(name, v):
+    if not _number(v) or v <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {v!r}")
+
+
+def _nonneg_float(name, v):
+    if not _number(v) or v < 0:
+        raise ConfigError(f"{name} must be a non-negative number, got {v!r}")
+
+
+def _bool(name, v):
+    if not isinstance(v, bool):
+        raise ConfigError(f"{name} must be true or false, got {v!r}")
+
+
+def _choice(name, v, choices):
+    if v not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {v!r}")
+
+
+def _ratio(name, v):
+    if not isinstance(v, dict) or not v:
+        raise ConfigError(f"{name} must be a mapping of {', '.join(GROUPS)} to weights, got {v!r}")
+    for k, w in v.items():
+        if k not in GROUPS:
+            raise ConfigError(f"{name} has unknown group {k!r} (expected {', '.join(GROUPS)})")
+        if not _number(w) or w < 0:
+            raise ConfigError(f"{name}.{k} must be a non-negative number, got {w!r}")
+    if sum(v.values()) <= 0:
+        raise ConfigError(f"{name} must have a positive weight, got {v!r}")
+
+
+# ---------------------------------------------------------------------------- params.yaml
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def config_from_params(params: dict, overrides: tuple[str, ...] = (), where: str = "params.yaml") -> TrainConfig:
+    """Build a TrainConfig from a params mapping (top-level ``seed`` + ``train:`` section).
+
+    ``overrides`` are ``key=value`` strings (``train.steps=10``, ``steps=10`` or ``seed=3``),
+    values parsed as YAML. Raises ConfigError with a message naming ``where`` and the key.
+    """
+    if not isinstance(params, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    section = params.get("train")
+    if "train" not in params:
+        raise ConfigError(f"{where}: train section is missing")
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: train must be a mapping, got {section!r}")
+    if "seed" in section:
+        raise ConfigError(f"{where}: unknown parameter train.seed (the seed is the top-level seed)")
+    values = {"seed": params.get("seed", _MISSING), **section}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip().removeprefix("train.")
+        if not sep or key not in ("seed", *TRAIN_PARAMS, *MODEL_PARAMS):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY a train parameter or seed")
+        values[key] = _parse_value(text)
+
+    def dotted(key):
+        return key if key == "seed" else f"train.{key}"
+
+    for key in values:
+        if key not in ("seed", *TRAIN_PARAMS, *MODEL_PARAMS):
+            raise ConfigError(f"{where}: unknown parameter {dotted(key)}")
+    for key in ("seed", *TRAIN_PARAMS, *MODEL_PARAMS):
+        if values.get(key, _MISSING) is _MISSING:
+            raise ConfigError(f"{where}: {dotted(key)} is missing")
+
+    model_kw = {k: values[k] for k in MODEL_PARAMS}
+    if isinstance(model_kw["filters"], list):
+        model_kw["filters"] = tuple(model_kw["filters"])
+    train_kw = {k: values[k] for k in TRAIN_PARAMS}
+    # YAML ints are fine where a float is expected (lr: 1 means 1.0).
+    for k in ("lr", "invariance", "kl_weight"):
+        if _number(train_kw[k]):
+            train_kw[k] = float(train_kw[k])
+    for k in ("gaussian_std", "init_std"):
+        if _number(model_kw[k]):
+            model_kw[k] = float(model_kw[k])
+    if isinstance(train_kw["sweep_ratio"], dict):
+        train_kw["sweep_ratio"] = {k: float(v) if _number(v) else v for k, v in train_kw["sweep_ratio"].items()}
+    try:
+        # The data decides the resolution; validate with the smallest that fits the poolings.
+        n_pool = len(model_kw["filters"]) if isinstance(model_kw["filters"], tuple) else 0
+        model = ModelConfig(resolution=2**n_pool, **model_kw)
+        return TrainConfig(seed=values["seed"], model=model, **train_kw).validate()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {_prefix(str(e))}") from None
+
+
+def _prefix(message: str) -> str:
+    name = message.split(" ", 1)[0].split(".", 1)[0]
+    return message if name == "seed" else f"train.{message}"
+
+
+def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> TrainConfig:
+    """Read params.yaml (top-level ``seed`` and the ``train:`` section) into a TrainConfig."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{path}: unreadable params file ({first})") from None
+    return config_from_params(params, overrides, where=str(path))
+
+
+def with_resolution(cfg: TrainConfig, resolution: int, channels: int = 1) -> TrainConfig:
+    return replace(cfg, model=replace(cfg.model, resolution=resolution, channels=channels)).validate()
+
+
+def default_params(cfg: TrainConfig | None = None) -> dict:
+    """The params.yaml entries (top-level ``seed`` and ``train:`` section) that give ``cfg`` (defaults: None)."""
+    cfg = cfg or TrainConfig()
+    d = cfg.to_dict()
+    model = d.pop("model")
+    return {"seed": cfg.seed, "train": {**{k: d[k] for k in TRAIN_PARAMS}, **{k: model[k] for k in MODEL_PARAMS}}}

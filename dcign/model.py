@@ -1,0 +1,132 @@
+"""The DC-IGN network: a convolutional VAE whose latent code is split into named groups.
+
+Encoder: len(filters) x (conv k x k "same" -> ReLU -> 2x2 max-pool), then one linear layer to
+the mean and log-variance of the code. Decoder: linear back to the last feature map, then
+len(filters) x (nearest-neighbour upsample x2 -> conv 7x7 -> ReLU) mirroring the encoder, then a
+7x7 conv to the image. The decoder returns logits; ``decode`` applies the sigmoid.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dcign.clamp import clamp_to_batch_mean, invariance_penalty
+from dcign.config import GROUPS, ModelConfig
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers, c = [], cfg.channels
+        for f in cfg.filters:
+            layers += [nn.Conv2d(c, f, cfg.enc_kernel, padding=cfg.enc_kernel // 2), nn.ReLU(), nn.MaxPool2d(2)]
+            c = f
+        self.convs = nn.Sequential(*layers)
+        self.fc = nn.Linear(c * cfg.feature_size**2, 2 * cfg.latent)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.convs(x)  # (N, F_last, S, S)
+        h = self.fc(h.flatten(1))  # (N, 2D)
+        mu, logvar = h.float().chunk(2, dim=1)  # (N, D) each, fp32 even under autocast
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.fc = nn.Linear(cfg.latent, cfg.filters[-1] * cfg.feature_size**2)
+        # Mirror the encoder: (96, 64, 32) encodes, 32 -> 64 -> 96 -> 96 decodes, then -> image.
+        outs = [*reversed(cfg.filters[:-1]), cfg.filters[0]]
+        layers, c, k = [], cfg.filters[-1], cfg.dec_kernel
+        for f in outs:
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, f, k, padding=k // 2), nn.ReLU()]
+            c = f
+        self.ups = nn.Sequential(*layers)
+        self.out = nn.Conv2d(c, cfg.channels, k, padding=k // 2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        cfg, s = self.cfg, self.cfg.feature_size
+        h = F.relu(self.fc(z)).view(-1, cfg.filters[-1], s, s)  # (N, F_last, S, S)
+        h = self.ups(h)  # (N, F_0, S * 2^L, S * 2^L)
+        if h.shape[-1] != cfg.resolution:  # floor pooling lost pixels (150 -> 18 -> 144): stretch back
+            h = F.interpolate(h, size=(cfg.resolution, cfg.resolution), mode="bilinear", align_corners=False)
+        return self.out(h)  # (N, C, R, R) logits
+
+
+class Output(NamedTuple):
+    logits: torch.Tensor  # (N, C, R, R) decoder output before the sigmoid
+    mu: torch.Tensor  # (N, D)
+    logvar: torch.Tensor  # (N, D)
+    z: torch.Tensor  # (N, D) sampled code, before clamping
+
+
+class DCIGN(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg.validate()
+        self.groups: dict[str, slice] = cfg.groups
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        # Group id of every latent, to build the clamp mask of an active group on the right device.
+        group_id = torch.cat([torch.full((sl.stop - sl.start,), i) for i, sl in enumerate(self.groups.values())])
+        self.register_buffer("group_id", group_id, persistent=False)
+        if cfg.init_std > 0:
+            for m in self.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=cfg.init_std)
+                    nn.init.zeros_(m.bias)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (N, C, R, R) in [0, 1] -> mean and log-variance of q(z|x), (N, D) each."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes (N, D) -> images (N, C, R, R) in [0, 1]."""
+        return torch.sigmoid(self.decoder(z).float())
+
+    def clamp_mask(self, active: str) -> torch.Tensor:
+        """(D,) bool, True for the latents of every group except ``active``."""
+        return self.group_id != GROUPS.index(active)
+
+    def forward(
+        self, x: torch.Tensor, active: str | None = None, invariance: float = 0.0, eps: torch.Tensor | None = None
+    ) -> Output:
+        """Encode, sample (training) or take the mean (eval), clamp, decode.
+
+        ``active``: the batch's active group; the others are clamped to their batch mean
+        and pulled together with gradient ``invariance / N * (z - mean)`` (the gradient
+        of ``invariance * 1/2 ||z - mean||^2`` per image in a batch-averaged loss).
+        None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when None.
+        """
+        mu, logvar = self.encode(x)  # (N, D) each
+        if self.training:
+            eps = torch.randn_like(mu) if eps is None else eps.to(mu)
+            z = mu + eps * torch.exp(0.5 * logvar)  # (N, D) reparameterised sample
+        else:
+            z = mu
+        # Clamp the sample the decoder sees (as the paper clamps the decoder's code), not mu.
+        z_dec = z if active is None else clamp_to_batch_mean(z, self.clamp_mask(active), invariance / z.shape[0])
+        return Output(self.decoder(z_dec), mu, logvar, z)
+
+
+def loss_terms(model: DCIGN, out: Output, x: torch.Tensor, active: str | None) -> dict[str, torch.Tensor]:
+    """Per-image reconstruction NLL, KL to N(0, I) and (unweighted) invariance penalty, averaged over the batch."""
+    cfg = model.config
+    logits = out.logits.float()
+    if cfg.recon == "bernoulli":
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    else:  # gaussian with fixed sigma, constant dropped
+        nll = (torch.sigmoid(logits) - x).pow(2) / (2 * cfg.gaussian_std**2)
+    recon = nll.flatten(1).sum(1).mean()
+    kl = 0.5 * (out.mu.pow(2) + out.logvar.exp() - 1 - out.logvar).sum(1).mean()
+    with torch.no_grad():
+        if active is None:
+            inv = torch.zeros((), device=x.device)
+        else:
+            inv = invariance_penalty(out.z, model.clamp_mask(active))
+    return {"recon": recon, "kl": kl, "invariance": inv}

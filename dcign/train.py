@@ -1,0 +1,346 @@
+"""Train a DC-IGN (or the entangled VAE baseline) on rendered sweep batches.
+
+One loop, read top to bottom: set up (devices, data, checkpoint, model, optimizer, logger),
+then per step: data (the schedule's slots for this rank -> tensors), compute (forward with
+the clamp, backward, all-reduce under DDP), check (stop on NaN before the update), update,
+log, checkpoint. Under ``torchrun`` (WORLD_SIZE > 1) every rank takes its own render
+batches from the same schedule, so one step's global batch is world_size x batches_per_step
+render batches; a single process with batches_per_step = world_size computes the same step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dcign.checkpoint import CheckpointError, has_checkpoint, load_training_state, recover, save_checkpoint
+from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
+from dcign.data import Schedule, load_training_data
+from dcign.model import DCIGN, loss_terms
+
+TERMS = ("loss", "recon", "kl", "invariance")
+DATA_ON_GPU_MAX_BYTES = 4 << 30  # keep the uint8 images on the GPU when they fit this
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or continue (the message says why and what is kept)."""
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainError("device: cuda requested but CUDA is not available")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=cfg.lr)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: list[tuple[torch.Tensor, torch.Tensor, str | None]],
+    cfg: TrainConfig,
+    world_size: int = 1,
+) -> list[float]:
+    """One optimizer step over this rank's (images, noise, active group) batches; returns TERMS.
+
+    The terms are averaged over the batches (and all ranks). The update is skipped when
+    any term is not finite, so the caller can stop with the weights of the last good step.
+    """
+    raw = model.module if isinstance(model, DistributedDataParallel) else model
+    device = batches[0][0].device
+    k = len(batches)
+    optimizer.zero_grad(set_to_none=True)
+    totals = torch.zeros(len(TERMS), device=device)
+    for i, (x, eps, active) in enumerate(batches):
+        # Under DDP, all-reduce gradients only with the last of this rank's batches.
+        last = i == k - 1 or not isinstance(model, DistributedDataParallel)
+        with contextlib.nullcontext() if last else model.no_sync():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                out = model(x, active=active, invariance=cfg.invariance / k, eps=eps)
+            t = loss_terms(raw, out, x, active)
+            objective = t["recon"] + cfg.kl_weight * t["kl"]  # the clamp injects the invariance gradient itself
+            (objective / k).backward()
+        loss = objective.detach() + cfg.invariance * t["invariance"]
+        totals += torch.stack([loss, t["recon"].detach(), t["kl"].detach(), t["invariance"]]) / k
+    if world_size > 1:
+        dist.all_reduce(totals)
+        totals /= world_size
+    values = totals.tolist()
+    if all(math.isfinite(v) for v in values):
+        optimizer.step()
+    return values
+
+
+def _init_distributed() -> tuple[int, int, int, bool]:
+    """(rank, world size, local rank, whether we started the process group)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0, False
+    started = False
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+        started = True
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise TrainError(f"{out_dir}: output directory is not writable ({e.strerror or e})") from None
+
+
+def _check_resumable(meta: dict, cfg: TrainConfig, slots_per_step: int, out_dir: Path) -> None:
+    try:
+        saved = TrainConfig.from_dict(meta["train_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{out_dir}: checkpoint record has no usable train_config ({e})") from None
+    r_old, r_new = saved.model.resolution, cfg.model.resolution
+    if r_old != r_new:
+        raise TrainError(
+            f"resolution mismatch: the checkpoint in {out_dir} was trained on {r_old}x{r_old} images, "
+            f"the data is {r_new}x{r_new}"
+        )
+    diffs = [
+        f"{f.name}={getattr(saved, f.name)!r} (now {getattr(cfg, f.name)!r})"
+        for f in fields(TrainConfig)
+        if f.name not in (*RESUMABLE_CHANGES, "batches_per_step", "model")
+        and getattr(saved, f.name) != getattr(cfg, f.name)
+    ]
+    diffs += [
+        f"{name}={a!r} (now {b!r})"
+        for name, a in saved.model.to_dict().items()
+        if (b := cfg.model.to_dict()[name]) != a
+    ]
+    if meta.get("slots_per_step", slots_per_step) != slots_per_step:
+        diffs.append(f"batches per step x processes={meta['slots_per_step']} (now {slots_per_step})")
+    if diffs:
+        raise TrainError(f"cannot resume {out_dir}: it was trained with {'; '.join(diffs)}")
+
+
+def _truncate_live(live_dir: Path, done: int) -> None:
+    """Drop dvclive rows logged after the checkpoint we resume from (they will be logged again)."""
+    for tsv in (Path(live_dir) / "plots" / "metrics").rglob("*.tsv"):
+        lines = tsv.read_text().splitlines(keepends=True)
+        if not lines:
+            continue
+        col = lines[0].rstrip("\n").split("\t").index("step")
+        keep = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(ln.split("\t")[col]) <= done]
+        tsv.write_text("".join(keep))
+
+
+def open_live(live_dir: Path, resume: bool):
+    """A dvclive logger that also works outside a DVC repo and in a git repo without commits."""
+    from dvclive import Live
+
+    class _Live(Live):
+        def _init_dvc(self):
+            try:
+                super()._init_dvc()
+            except Exception:  # noqa: BLE001 - dvclive 3.49 raises SCMError("Empty git repo"); we need no repo
+                self._dvc_repo, self._save_dvc_exp, self._dvc_file = None, False, "dvc.yaml"
+
+    return _Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def train(
+    cfg: TrainConfig,
+    data_dirs: list[Path],
+    out_dir: Path,
+    resume: bool = False,
+    live_dir: Path | None = None,
+    progress: bool = False,
+) -> dict:
+    """Train to ``cfg.steps`` steps, checkpointing into ``out_dir``; return the run summary.
+
+    ``resume``: continue the checkpoint in ``out_dir`` (or start fresh when there is none).
+    Without it an existing checkpoint is an error, never overwritten. Raises TrainError,
+    ConfigError, CheckpointError or render.shards.ShardError with a one-line message.
+    """
+    rank, world, local_rank, started = _init_distributed()
+    try:
+        return _train(
+            cfg, [Path(d) for d in data_dirs], Path(out_dir), resume, live_dir, progress, rank, world, local_rank
+        )
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
+def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, local_rank) -> dict:
+    # ---- setup: device, data, output dir, resume point (errors before anything is written)
+    cfg = cfg.validate()
+    device = resolve_device(cfg.device, local_rank)
+    if rank == 0 and not resume and has_checkpoint(out_dir):
+        raise TrainError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or use another --out")
+    data = load_training_data(data_dirs, "cpu")
+    if device.type == "cuda" and data.images.numel() <= DATA_ON_GPU_MAX_BYTES:
+        data.images = data.images.to(device)
+    cfg = with_resolution(cfg, data.resolution)
+    schedule = Schedule(data, cfg.sweep_ratio, cfg.seed, cfg.model.latent, cfg.entangled)
+    if rank == 0:
+        _check_writable(out_dir)
+    meta = recover(out_dir) if resume and rank == 0 else None
+    if world > 1:
+        dist.barrier()  # rank 0 has repaired any interrupted save
+        if rank != 0 and resume:
+            meta = recover(out_dir)
+    k, slots_per_step = cfg.batches_per_step, cfg.batches_per_step * world
+    start = 0
+    if meta is not None:
+        _check_resumable(meta, cfg, slots_per_step, out_dir)
+        start = int(meta["step"])
+
+    # ---- model and optimizer (seeded, deterministic on CPU)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    torch.manual_seed(cfg.seed)
+    model = DCIGN(cfg.model)
+    optimizer_state = None
+    if meta is not None:
+        state, optimizer_state = load_training_state(out_dir, meta)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise CheckpointError(f"{out_dir}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    if optimizer_state is not None:
+        try:
+            optimizer.load_state_dict(optimizer_state)
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{out_dir}: optimizer state does not fit ({e})") from None
+    net = model
+    if world > 1:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
+
+    # ---- logging: dvclive on rank 0 (continues the curve on resume), tqdm
+    live = None
+    if rank == 0 and live_dir is not None:
+        if start > 0:
+            _truncate_live(live_dir, start)
+        live = open_live(live_dir, resume=start > 0)
+        live.log_params(
+            {
+                "seed": cfg.seed,
+                "world_size": world,
+                **{k_: v for k_, v in cfg.to_dict().items() if k_ != "model"},
+                **cfg.model.to_dict(),
+            }
+        )
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", dynamic_ncols=True, disable=not progress or rank != 0)
+    data_info = {
+        "n_batches": data.n_batches,
+        "batch_size": data.batch_size,
+        "resolution": data.resolution,
+        "batches_per_group": {g: int(len(schedule.by_group[g])) for g in schedule.by_group},
+    }
+    images_per_step = slots_per_step * data.batch_size
+    recent: list[list[float]] = []
+    data_time = step_time = 0.0
+    last_ckpt = start if meta is not None else None
+    t_start = time.perf_counter()
+
+    def summary(done: int) -> dict:
+        wall = time.perf_counter() - t_start
+        n = max(1, len(recent))
+        means = [sum(r[i] for r in recent) / n for i in range(len(TERMS))] if recent else [math.nan] * len(TERMS)
+        return {
+            "step": done,
+            **{f"final_{t}": means[i] for i, t in enumerate(TERMS)},  # mean over the last <= 50 steps
+            "images_per_s": (done - start) * images_per_step / wall if done > start else 0.0,
+            "data_fraction": data_time / step_time if step_time else 0.0,
+            "elapsed_s": wall,
+            "entangled": cfg.entangled,
+            "world_size": world,
+            "device": device.type,
+            "precision": cfg.precision,
+        }
+
+    if start >= cfg.steps and meta is not None:
+        bar.close()
+        if live is not None:
+            live.end()
+        return {**meta.get("summary", {}), "step": start}
+
+    for step in range(start, cfg.steps):
+        # ---- data: this rank's slots of the global schedule -> (images, noise, active group)
+        t0 = time.perf_counter()
+        slots = schedule.slots(step, rank * k, k)
+        batches = [(*data.fetch(s, device, cfg.channels_last), s.active) for s in slots]
+        t1 = time.perf_counter()
+
+        # ---- compute: forward (clamped), backward, all-reduce, update unless non-finite
+        values = train_step(net, optimizer, batches, cfg, world)
+        t2 = time.perf_counter()
+        data_time += t1 - t0
+        step_time += t2 - t0
+        done = step + 1
+
+        # ---- check: stop on NaN/inf, keeping the last good checkpoint untouched
+        if not all(math.isfinite(v) for v in values):
+            bar.close()
+            if live is not None:
+                live.end()
+            kept = f"the last good checkpoint (step {last_ckpt}) is kept" if last_ckpt else "no checkpoint was written"
+            raise TrainError(f"loss is {values[0]} at step {done}; stopped, {kept} in {out_dir}")
+
+        # ---- log
+        recent = (recent + [values])[-50:]
+        if live is not None and done % cfg.log_every == 0:
+            live.step = done
+            for name, v in zip(TERMS, values, strict=True):
+                live.log_metric(f"train/{name}", v)
+            live.next_step()
+        bar.update(1)
+        if progress and rank == 0 and (done % 10 == 0 or done == cfg.steps):
+            img_s = (done - start) * images_per_step / (time.perf_counter() - t_start)
+            bar.set_postfix(loss=f"{values[0]:.1f}", img_s=f"{img_s:.0f}")
+
+        # ---- checkpoint (rank 0), every checkpoint_every steps and at the end
+        if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+            extra = {"summary": summary(done), "data": data_info, "world_size": world, "slots_per_step": slots_per_step}
+            save_checkpoint(out_dir, model, optimizer, cfg, done, extra)
+            last_ckpt = done
+    bar.close()
+
+    result = summary(cfg.steps)
+    if live is not None:
+        for key, v in result.items():
+            live.summary[key] = v
+        live.end()
+    if world > 1:
+        dist.barrier()  # the final checkpoint is on disk before any rank returns
+    return result

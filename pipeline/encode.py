@@ -1,0 +1,36 @@
+"""Run a trained model over uint8 images: latent means/log-variances and reconstructions."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _as_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    return (x.float() / 255.0).unsqueeze(1)  # (N, 1, R, R) in [0, 1]
+
+
+@torch.no_grad()
+def encode(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(N, R, R) uint8 -> latent means and log-variances, each (N, D) float32."""
+    device = next(model.parameters()).device
+    model.eval()
+    mus, logvars = [], []
+    for i in range(0, len(images), batch):
+        mu, logvar = model.encode(_as_input(images[i : i + batch], device))
+        mus.append(mu.float().cpu().numpy())
+        logvars.append(logvar.float().cpu().numpy())
+    return np.concatenate(mus), np.concatenate(logvars)
+
+
+@torch.no_grad()
+def decode(model, codes: np.ndarray, batch: int = 256) -> np.ndarray:
+    """(N, D) codes -> (N, R, R) float32 images in [0, 1]."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for i in range(0, len(codes), batch):
+        z = torch.from_numpy(np.ascontiguousarray(codes[i : i + batch], dtype=np.float32)).to(device)
+        out.append(model.decode(z).float().cpu().numpy()[:, 0])
+    return np.concatenate(out)

@@ -1,0 +1,1 @@
+"""Face sources: the embedded procedural morphable model and loaders for real ones."""

@@ -1,0 +1,224 @@
+"""One persistent Blender scene per process: a face mesh, an orbiting camera, one light.
+
+The scene is built once; each image changes only what it must (camera and light
+transforms, and vertex positions/colours when the face changes), so Cycles'
+persistent data can reuse its BVH and shaders between renders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import bpy
+import cv2
+import numpy as np
+
+from render import camera, lighting, material
+
+# Grey conversion used by the paper's renders (0.21 R + 0.72 G + 0.07 B).
+GREY_WEIGHTS = np.array([0.21, 0.72, 0.07], dtype=np.float32)
+DEVICES = ("cpu", "cuda", "optix")
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Blender prints two lines per render to fd 1; keep them out of logs and pipes."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+class RenderError(RuntimeError):
+    """The renderer could not be set up as asked (e.g. no GPU of the requested kind)."""
+
+
+def _configure_cycles(scene: bpy.types.Scene, resolution: int, samples: int, threads: int, device: str) -> None:
+    scene.render.engine = "CYCLES"
+    scene.render.resolution_x = scene.render.resolution_y = resolution
+    scene.render.resolution_percentage = 100
+    scene.render.use_persistent_data = True
+    scene.render.film_transparent = False
+    scene.render.threads_mode = "FIXED" if threads > 0 else "AUTO"
+    if threads > 0:
+        scene.render.threads = threads
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGB"
+    scene.render.image_settings.color_depth = "8"
+    scene.render.image_settings.compression = 0
+    # 'Standard' maps linear to sRGB without a filmic curve: pixel values stay interpretable.
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    cycles = scene.cycles
+    cycles.samples = samples
+    cycles.use_adaptive_sampling = False  # fixed sample count: identical noise for identical inputs
+    cycles.use_denoising = False  # denoising made small renders ~5x slower here
+    cycles.seed = 0
+    cycles.max_bounces = 2
+    cycles.diffuse_bounces = 1
+    cycles.glossy_bounces = 1
+    cycles.transmission_bounces = 0
+    cycles.volume_bounces = 0
+    cycles.transparent_max_bounces = 0
+    cycles.pixel_filter_width = 1.0
+    _select_device(scene, device)
+
+
+def _select_device(scene: bpy.types.Scene, device: str) -> None:
+    if device not in DEVICES:
+        raise RenderError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device == "cpu":
+        scene.cycles.device = "CPU"
+        return
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    kind = device.upper()
+    try:
+        prefs.compute_device_type = kind
+    except TypeError:
+        raise RenderError(f"--device {device}: this Blender build has no {kind} support") from None
+    prefs.get_devices()
+    gpus = [d for d in prefs.devices if d.type == kind]
+    if not gpus:
+        raise RenderError(f"--device {device}: no {kind} device found on this machine")
+    for d in prefs.devices:
+        d.use = d.type == kind
+    scene.cycles.device = "GPU"
+
+
+class FaceScene:
+    """A headless Cycles scene holding one face; ``render_image`` returns uint8 pixels."""
+
+    def __init__(self, resolution: int, samples: int = 16, threads: int = 1, device: str = "cpu"):
+        if resolution <= 0 or samples <= 0:
+            raise RenderError(f"resolution and samples must be positive, got {resolution} and {samples}")
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        self.scene = bpy.context.scene
+        _configure_cycles(self.scene, resolution, samples, threads, device)
+        self.resolution = resolution
+        self.camera = camera.create_camera(self.scene)
+        self.sun = lighting.create_light(self.scene)
+        lighting.create_world(self.scene)
+        self.material = material.create_skin_material()
+        self.face: bpy.types.Object | None = None
+        self._n_vertices = -1
+        self._triangles_id: int | None = None
+        # Blender 4.5 cannot hand rendered pixels to Python in background mode (the
+        # Viewer node is not updated), so each image goes through an uncompressed
+        # PNG in a RAM-backed directory that is reused for every render.
+        shm = Path("/dev/shm")
+        self._tmpdir = tempfile.mkdtemp(prefix="dcign-render-", dir=shm if shm.is_dir() else None)
+        self._frame_path = os.path.join(self._tmpdir, "frame.png")
+        self.scene.render.filepath = self._frame_path
+
+    # --- face mesh -------------------------------------------------------------------------
+    def _build_mesh(self, vertices: np.ndarray, triangles: np.ndarray) -> None:
+        if self.face is not None:
+            old = self.face.data
+            bpy.data.objects.remove(self.face)
+            bpy.data.meshes.remove(old)
+        mesh = bpy.data.meshes.new("face")
+        mesh.vertices.add(len(vertices))
+        mesh.loops.add(3 * len(triangles))
+        mesh.polygons.add(len(triangles))
+        mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+        mesh.loops.foreach_set("vertex_index", triangles.astype(np.int32).ravel())
+        mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * len(triangles), 3, dtype=np.int32))
+        mesh.polygons.foreach_set("loop_total", np.full(len(triangles), 3, dtype=np.int32))
+        mesh.update()
+        mesh.validate()
+        mesh.shade_smooth()
+        mesh.color_attributes.new(material.COLOR_ATTRIBUTE, "FLOAT_COLOR", "POINT")
+        mesh.materials.append(self.material)
+        obj = bpy.data.objects.new("face", mesh)
+        # Canonical (+Y up, +Z forward) -> Blender (+Z up, face looking along -Y).
+        obj.rotation_euler = (np.pi / 2, 0.0, 0.0)
+        self.scene.collection.objects.link(obj)
+        self.face = obj
+        self._n_vertices = len(vertices)
+
+    def set_face(self, vertices: np.ndarray, colours: np.ndarray, triangles: np.ndarray) -> None:
+        """Show a face: (V, 3) canonical vertices, (V, 3) linear RGB albedo, (F, 3) triangles."""
+        if self.face is None or len(vertices) != self._n_vertices or id(triangles) != self._triangles_id:
+            self._build_mesh(vertices, triangles)
+            self._triangles_id = id(triangles)
+        else:
+            self.face.data.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+        rgba = np.concatenate([colours, np.ones((len(colours), 1), np.float32)], axis=1)
+        mesh = self.face.data
+        mesh.color_attributes[material.COLOR_ATTRIBUTE].data.foreach_set("color", rgba.astype(np.float32).ravel())
+        mesh.update()
+
+    # --- view and light --------------------------------------------------------------------
+    def set_pose(self, azimuth_deg: float, elevation_deg: float, light_deg: float) -> None:
+        camera.set_view(self.camera, azimuth_deg, elevation_deg)
+        lighting.set_light(self.sun, light_deg, azimuth_deg, elevation_deg)
+
+    # --- render ----------------------------------------------------------------------------
+    def render_image(self) -> np.ndarray:
+        """Render the current state; return (R, R, 3) uint8 sRGB."""
+        with _stdout_silenced():
+            bpy.ops.render.render(write_still=True)
+        bgr = cv2.imread(self._frame_path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise RenderError(f"Blender wrote no readable image to {self._frame_path}")
+        return bgr[:, :, ::-1].copy()
+
+    def close(self) -> None:
+        Path(self._frame_path).unlink(missing_ok=True)
+        Path(self._tmpdir).rmdir()
+
+
+def to_grey(rgb: np.ndarray) -> np.ndarray:
+    """(…, 3) uint8 RGB -> (…) uint8 grey with the paper's weights."""
+    grey = rgb.astype(np.float32) @ GREY_WEIGHTS
+    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+
+
+def render_faces(
+    model,
+    shape_coeffs: np.ndarray,
+    albedo_coeffs: np.ndarray,
+    azimuths_deg,
+    elevations_deg,
+    lights_deg,
+    resolution: int,
+    samples: int = 16,
+    identities=None,
+    threads: int = 0,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Render n faces of a morphable model in one scene; returns (n, R, R, 3) uint8 RGB."""
+    scene = FaceScene(resolution, samples, threads=threads, device=device)
+    try:
+        out = []
+        for i in range(len(shape_coeffs)):
+            ident = None if identities is None else identities[i]
+            verts, cols = _instance(model, shape_coeffs[i], albedo_coeffs[i], ident)
+            scene.set_face(verts, cols, _triangles(model, ident))
+            scene.set_pose(float(azimuths_deg[i]), float(elevations_deg[i]), float(lights_deg[i]))
+            out.append(scene.render_image())
+        return np.stack(out)
+    finally:
+        scene.close()
+
+
+def _instance(model, shape, albedo, identity):
+    if getattr(model, "n_identities", None):
+        return model.instance(shape, albedo, identity=identity)
+    return model.instance(shape, albedo)
+
+
+def _triangles(model, identity):
+    if getattr(model, "n_identities", None):
+        return model.triangles_for(identity)
+    return model.triangles

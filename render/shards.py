@@ -1,0 +1,191 @@
+"""Dataset shards: the on-disk format that ``render/`` writes and ``dcign/`` reads.
+
+A sweep's output directory holds ``manifest.json`` and shards ``shard-XXXXX.npz``
+(uncompressed, so ``np.load`` is a plain read). Shard ``k`` holds render batches
+``[k * batches_per_shard, (k + 1) * batches_per_shard)``; its contents are a pure
+function of (seed, sweep, batch index) and the render params, so any worker or
+machine count produces the same bytes.
+
+Shard arrays (n = batches in the shard, B = images per batch, R = resolution):
+
+- ``images``      uint8 (n, B, R, R) greyscale, or (n, B, R, R, 3) RGB
+- ``azimuth``     float32 (n, B) camera azimuth, degrees (0 = frontal, + = camera to the face's left)
+- ``elevation``   float32 (n, B) camera elevation, degrees (+ = camera above)
+- ``light``       float32 (n, B) light azimuth in the camera frame, degrees
+- ``identity``    int64 (n, B) identity index (unique per drawn face)
+- ``shape``       float32 (n, B, Ks) shape coefficients (units of std)
+- ``albedo``      float32 (n, B, Ka) albedo coefficients (units of std)
+- ``batch_index`` int64 (n,) global batch index within the sweep
+- ``sweep``       str scalar, the sweep type (same for every batch in a directory)
+
+The manifest records format version, sweep, params, software versions and, per
+shard, its batch range and SHA-256, so corrupted or foreign shards are detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "dcign-shards/1"
+MANIFEST = "manifest.json"
+FACTORS = ("azimuth", "elevation", "light")
+SWEEPS = ("azimuth", "elevation", "light", "shape", "texture", "intrinsic")
+# The evaluation grid (identities x azimuths x elevations x lights) is stored as a
+# pseudo-sweep: batch b holds every azimuth for one (identity, elevation, light).
+GRID = "grid"
+ALL_SWEEPS = (*SWEEPS, GRID)
+# The sweep that varies each factor; shape/texture/intrinsic all vary identity.
+ACTIVE_FACTOR = {"azimuth": "azimuth", "elevation": "elevation", "light": "light"}
+
+
+class ShardError(ValueError):
+    """A dataset directory or shard is missing, corrupt or inconsistent."""
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}.npz"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> str:
+    """Write one shard atomically; return its SHA-256."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_manifest(directory: Path) -> dict | None:
+    path = Path(directory) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ShardError(f"{path}: unreadable manifest ({e})") from None
+    if manifest.get("format") != FORMAT:
+        raise ShardError(f"{path}: not a {FORMAT} manifest (format={manifest.get('format')!r})")
+    return manifest
+
+
+def verify_shard(directory: Path, name: str, entry: dict) -> bool:
+    """True when the shard exists and its checksum matches the manifest."""
+    path = Path(directory) / name
+    return path.exists() and sha256_file(path) == entry.get("sha256")
+
+
+def load_shard(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise ShardError(f"{path}: unreadable shard ({e})") from None
+
+
+@dataclass
+class RenderedDataset:
+    """All batches of one or more sweep directories, loaded once into memory."""
+
+    images: np.ndarray  # (N, B, R, R) or (N, B, R, R, 3) uint8
+    sweep: np.ndarray  # (N,) str, the sweep type of each batch
+    azimuth: np.ndarray  # (N, B) float32 degrees
+    elevation: np.ndarray  # (N, B) float32 degrees
+    light: np.ndarray  # (N, B) float32 degrees
+    identity: np.ndarray  # (N, B) int64
+    shape: np.ndarray  # (N, B, Ks) float32
+    albedo: np.ndarray  # (N, B, Ka) float32
+
+    @property
+    def n_batches(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def resolution(self) -> int:
+        return int(self.images.shape[2])
+
+    def factor(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+
+def load_sweep_dir(directory: Path, verify: bool = True) -> dict[str, np.ndarray]:
+    """Load every shard listed in a sweep directory's manifest, in batch order."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ShardError(f"{directory}: dataset directory does not exist")
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise ShardError(f"{directory}: no {MANIFEST} (not a rendered dataset, or rendering never finished)")
+    entries = manifest.get("shards", {})
+    expected = manifest.get("n_shards")
+    if not entries or (expected is not None and len(entries) != expected):
+        raise ShardError(f"{directory}: incomplete dataset ({len(entries)} of {expected} shards); rerun the render")
+    parts = []
+    for name in sorted(entries):
+        if verify and not verify_shard(directory, name, entries[name]):
+            raise ShardError(f"{directory / name}: missing or checksum mismatch; rerun the render to repair it")
+        parts.append(load_shard(directory / name))
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "sweep"}
+    out["sweep"] = np.array([str(parts[0]["sweep"])] * out["images"].shape[0])
+    return out
+
+
+def load_dataset(directories: list[Path] | Path, verify: bool = True) -> RenderedDataset:
+    """Load and concatenate sweep directories (e.g. one per sweep type)."""
+    if isinstance(directories, (str, Path)):
+        directories = [directories]
+    if not directories:
+        raise ShardError("no dataset directories given")
+    parts = [load_sweep_dir(Path(d), verify=verify) for d in directories]
+    shapes = {p["images"].shape[1:] for p in parts}
+    if len(shapes) != 1:
+        raise ShardError(f"dataset directories disagree on image/batch shape: {sorted(shapes)}")
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return RenderedDataset(
+        images=cat["images"],
+        sweep=cat["sweep"],
+        azimuth=cat["azimuth"],
+        elevation=cat["elevation"],
+        light=cat["light"],
+        identity=cat["identity"],
+        shape=cat["shape"],
+        albedo=cat["albedo"],
+    )

@@ -1,0 +1,77 @@
+"""params.yaml -> TrainConfig, and the CLI's one-line errors."""
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from dcign.cli import main
+from dcign.config import ConfigError, TrainConfig, config_from_params, default_params, load_config
+
+
+def write_params(path, **train):
+    params = default_params()
+    params["train"].update(train)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_defaults_round_trip(tmp_path):
+    cfg = load_config(write_params(tmp_path / "params.yaml"))
+    assert cfg == TrainConfig(model=cfg.model) and cfg.model.filters == (32, 32, 32)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_overrides():
+    cfg = config_from_params(default_params(), ("steps=7", "train.filters=[8, 4, 2]", "seed=3", "lr=1"))
+    assert (cfg.steps, cfg.model.filters, cfg.seed, cfg.lr) == (7, (8, 4, 2), 3, 1.0)
+    with pytest.raises(ConfigError, match="--set 'nope=1'"):
+        config_from_params(default_params(), ("nope=1",))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"steps": -3}, "params.yaml: train.steps must be a positive integer, got -3"),
+        ({"steps": 2.5}, "train.steps must be a positive integer, got 2.5"),
+        ({"entangled": "yes"}, "train.entangled must be true or false"),
+        ({"filters": [32, 0]}, "train.filters must be a positive integer, got 0"),
+        ({"filters": []}, "train.filters must be a non-empty list"),
+        ({"lr": 0}, "train.lr must be a positive number, got 0"),
+        ({"optimizer": "sgd"}, "train.optimizer must be one of adam, rmsprop, got 'sgd'"),
+        ({"sweep_ratio": {"pose": 1}}, "train.sweep_ratio has unknown group 'pose'"),
+        ({"sweep_ratio": {"azimuth": -1}}, "train.sweep_ratio.azimuth must be a non-negative number"),
+        ({"latent": 3}, "train.latent (3) must exceed"),
+        ({"colour": 1}, "unknown parameter train.colour"),
+    ],
+)
+def test_bad_params(change, message):
+    params = default_params()
+    params["train"].update(change)
+    with pytest.raises(ConfigError) as e:
+        config_from_params(params)
+    assert message in str(e.value)
+
+
+def test_missing_params():
+    params = default_params()
+    del params["train"]["kl_weight"]
+    with pytest.raises(ConfigError, match="train.kl_weight is missing"):
+        config_from_params(params)
+    with pytest.raises(ConfigError, match="seed is missing"):
+        config_from_params({"train": default_params()["train"]})
+    with pytest.raises(ConfigError, match="train section is missing"):
+        config_from_params({"seed": 0})
+
+
+def test_cli_params_error_is_one_line_and_writes_nothing(tmp_path):
+    params = write_params(tmp_path / "params.yaml", steps=-3)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["--params", str(params), "--data", str(tmp_path), "--out", str(out)])
+    assert r.exit_code == 2
+    assert r.output.strip() == f"Error: {params}: train.steps must be a positive integer, got -3"
+    assert not out.exists()
+
+
+def test_cli_missing_params_file(tmp_path):
+    r = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--data", "x", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "params file not found" in r.output

@@ -1,0 +1,113 @@
+"""The network, the clamp and the loss terms."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dcign.clamp import clamp_to_batch_mean, invariance_penalty
+from dcign.config import ConfigError, ModelConfig
+from dcign.model import DCIGN, loss_terms
+
+TINY = dict(filters=(4, 4, 4), latent=8)
+
+
+@pytest.mark.parametrize("resolution, feature", [(16, 2), (20, 2), (32, 4), (150, 18)])
+def test_shapes_at_any_resolution(resolution, feature):
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=resolution, filters=(2, 2, 2), latent=6))
+    assert model.config.feature_size == feature
+    x = torch.rand(3, 1, resolution, resolution)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (3, 6)
+    out = model(x, active="light", invariance=0.01)
+    assert out.logits.shape == x.shape and out.z.shape == (3, 6)
+    img = model.decode(mu)
+    assert img.shape == x.shape and img.min() >= 0 and img.max() <= 1
+
+
+def test_groups_and_clamp_mask():
+    model = DCIGN(ModelConfig(resolution=16, filters=(4, 4, 4), latent=10, z_azimuth=2, z_light=3))
+    assert model.groups == {
+        "azimuth": slice(0, 2),
+        "elevation": slice(2, 3),
+        "light": slice(3, 6),
+        "intrinsic": slice(6, 10),
+    }
+    assert model.clamp_mask("light").tolist() == [True] * 3 + [False] * 3 + [True] * 4
+    assert model.clamp_mask("intrinsic").tolist() == [True] * 6 + [False] * 4
+
+
+def test_bad_model_config():
+    with pytest.raises(ConfigError, match="latent"):
+        ModelConfig(latent=3).validate()
+    with pytest.raises(ConfigError, match="too small"):
+        ModelConfig(resolution=4).validate()
+
+
+def test_clamp_forward_and_gradient():
+    torch.manual_seed(0)
+    z = torch.randn(5, 4, requires_grad=True)
+    mask = torch.tensor([True, False, True, False])
+    out = clamp_to_batch_mean(z, mask, 0.3)
+    mean = z.detach().mean(0)
+    assert torch.allclose(out[:, mask], mean[mask].expand(5, 2))
+    assert torch.equal(out[:, ~mask], z.detach()[:, ~mask])
+    g = torch.randn(5, 4)
+    out.backward(g)
+    assert torch.equal(z.grad[:, ~mask], g[:, ~mask])  # the active group: its true gradient
+    assert torch.allclose(z.grad[:, mask], 0.3 * (z.detach() - mean)[:, mask])  # clamped: lambda (z - mean)
+
+
+def test_clamp_equals_mean_replacement_plus_penalty():
+    """Model gradients equal those of: decode(where(inactive, stop_grad(mean), z)) + lambda/2 ||z - mean||^2."""
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=16, **TINY))
+    x, eps, lam = torch.rand(6, 1, 16, 16), torch.randn(6, 8), 0.05
+
+    out = model(x, active="azimuth", invariance=lam, eps=eps)
+    t = loss_terms(model, out, x, "azimuth")
+    (t["recon"] + t["kl"]).backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    model.zero_grad()
+    mu, logvar = model.encode(x)
+    z = mu + eps * torch.exp(0.5 * logvar)
+    mask = model.clamp_mask("azimuth")
+    logits = model.decoder(torch.where(mask, z.mean(0, keepdim=True).detach(), z))
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / 6
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / 6
+    (recon + kl + lam * invariance_penalty(z, mask)).backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-6), n
+    assert torch.allclose(t["invariance"], invariance_penalty(z, mask).detach())
+
+
+def test_eval_uses_mean_and_training_samples():
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=16, **TINY))
+    x = torch.rand(4, 1, 16, 16)
+    model.eval()
+    a, b = model(x), model(x)
+    assert torch.equal(a.z, a.mu) and torch.equal(a.logits, b.logits)
+    model.train()
+    assert not torch.equal(model(x).z, a.mu)
+
+
+def test_linear_init_std():
+    model = DCIGN(ModelConfig(resolution=32, filters=(8, 8, 8), latent=50, init_std=0.01))
+    w = model.encoder.fc.weight
+    assert abs(w.std().item() - 0.01) < 0.001 and model.encoder.fc.bias.abs().max() == 0
+
+
+def test_loss_terms():
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=16, **TINY))
+    x = torch.rand(4, 1, 16, 16)
+    out = model(x, active=None)
+    t = loss_terms(model, out, x, None)
+    bce = F.binary_cross_entropy(torch.sigmoid(out.logits), x, reduction="sum") / 4
+    assert torch.allclose(t["recon"], bce, rtol=1e-4) and t["kl"] >= 0 and t["invariance"] == 0
+    g = DCIGN(ModelConfig(resolution=16, recon="gaussian", gaussian_std=0.5, **TINY))
+    out = g(x)
+    mse = (torch.sigmoid(out.logits) - x).pow(2).sum() / (2 * 0.25) / 4
+    assert torch.allclose(loss_terms(g, out, x, None)["recon"], mse, rtol=1e-5)

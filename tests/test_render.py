@@ -1,0 +1,235 @@
+"""Renderer: one-variable sweeps, deterministic resumable shards, CLI errors (tiny renders)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from render import shards
+from render.cli import main as render_cli
+from render.engine import RenderJob, parse_shard_spec, render_sweep
+from render.sweeps import SweepConfig, batch_factors, grid_batches
+
+TINY = dict(resolution=16, samples=2, batches_per_shard=2)
+CFG = SweepConfig(batch_size=4)
+
+
+def tiny_job(sweep="azimuth", n_batches=3, **kw) -> RenderJob:
+    return RenderJob(sweep=sweep, n_batches=n_batches, sweep_cfg=kw.pop("sweep_cfg", CFG), **{**TINY, **kw})
+
+
+# --- sweeps (pure numpy) ----------------------------------------------------------------------------
+@pytest.mark.parametrize("sweep", ["azimuth", "elevation", "light", "shape", "texture", "intrinsic"])
+def test_only_the_swept_variable_changes(sweep):
+    f = batch_factors(7, sweep, 3, SweepConfig(batch_size=6), n_shape=5, n_albedo=4)
+    changing = {k for k, v in f.items() if not np.all(v == v[:1])}
+    expected = {
+        "azimuth": {"azimuth"},
+        "elevation": {"elevation"},
+        "light": {"light"},
+        "shape": {"shape", "identity"},
+        "texture": {"albedo", "identity"},
+        "intrinsic": {"shape", "albedo", "identity"},
+    }[sweep]
+    assert changing == expected
+
+
+def test_swept_angles_are_stratified_sorted_and_within_range():
+    cfg = SweepConfig(batch_size=10)
+    for b in range(5):
+        az = batch_factors(0, "azimuth", b, cfg, 3, 3)["azimuth"]
+        assert np.all(np.diff(az) > 0)
+        edges = np.linspace(-90, 90, 11)
+        assert np.all((az >= edges[:-1]) & (az <= edges[1:]))  # one value per stratum
+
+
+def test_batches_are_a_pure_function_of_seed_sweep_and_index():
+    a = batch_factors(1, "light", 5, CFG, 3, 3)
+    b = batch_factors(1, "light", 5, CFG, 3, 3)
+    c = batch_factors(1, "light", 6, CFG, 3, 3)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["light"], c["light"])
+
+
+def test_grid_covers_every_combination():
+    cfg = SweepConfig(batch_size=3, grid=(2, 3, 2, 2))
+    rows = [batch_factors(0, "grid", b, cfg, 3, 3) for b in range(grid_batches(cfg))]
+    combos = {
+        (int(r["identity"][i]), float(r["azimuth"][i]), float(r["elevation"][i]), float(r["light"][i]))
+        for r in rows
+        for i in range(3)
+    }
+    assert len(combos) == 2 * 3 * 2 * 2
+    # One identity keeps one face in every grid batch.
+    same_id = [r for r in rows if r["identity"][0] == rows[0]["identity"][0]]
+    assert all(np.array_equal(r["shape"], same_id[0]["shape"]) for r in same_id)
+
+
+@pytest.mark.parametrize("bad", ["3/2", "a/b", "1/0", "-1/2", "1", "1/2/3"])
+def test_bad_shard_specs_are_rejected(bad):
+    with pytest.raises(ValueError, match="--shard"):
+        parse_shard_spec(bad)
+
+
+def test_sweep_config_rejects_inverted_ranges():
+    with pytest.raises(ValueError, match="ranges.azimuth"):
+        SweepConfig(ranges={"azimuth": (10, -10), "elevation": (0, 1), "light": (0, 1)}).validate()
+
+
+# --- rendering with Blender ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("render") / "azimuth"
+    summary = render_sweep(tiny_job(), out, workers=1, progress=False)
+    return out, summary
+
+
+def test_render_writes_manifest_and_shards(rendered):
+    out, summary = rendered
+    assert summary["complete"] and summary["rendered_shards"] == 2
+    data = shards.load_sweep_dir(out)
+    assert data["images"].shape == (3, 4, 16, 16) and data["images"].dtype == np.uint8
+    assert list(data["batch_index"]) == [0, 1, 2]
+    # Real renders: a face in front of the background, and the swept view changes the pixels.
+    imgs = data["images"].astype(int)
+    assert imgs.std() > 5
+    assert np.abs(imgs[0, 0] - imgs[0, -1]).mean() > 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["resolution"] == 16 and manifest["versions"]["blender"].startswith("4.5")
+
+
+def test_rerun_skips_and_repairs_corrupt_shards_identically(rendered, tmp_path):
+    out, _ = rendered
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in out.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    original = (out / "shard-00001.npz").read_bytes()
+    assert render_sweep(tiny_job(), copy, workers=1, progress=False)["rendered_shards"] == 0
+    # Simulate a kill mid-write and a bit flip: both get re-rendered to identical bytes.
+    (copy / "shard-00001.npz").write_bytes(original[:100])
+    summary = render_sweep(tiny_job(), copy, workers=1, progress=False)
+    assert summary["rendered_shards"] == 1 and summary["repaired_shards"] == 1
+    assert (copy / "shard-00001.npz").read_bytes() == original
+
+
+def test_two_workers_and_machine_shards_give_identical_bytes(rendered, tmp_path):
+    out, _ = rendered
+    parts = tmp_path / "parts"
+    render_sweep(tiny_job(), parts, workers=1, shard=(1, 2), progress=False)
+    assert not shards.read_manifest(parts)["complete"]
+    with pytest.raises(shards.ShardError, match="incomplete"):
+        shards.load_sweep_dir(parts)
+    render_sweep(tiny_job(), parts, workers=1, shard=(0, 2), progress=False)
+    pool = tmp_path / "pool"
+    assert render_sweep(tiny_job(), pool, workers=2, progress=False)["rendered_shards"] == 2  # two processes
+    for name in ("shard-00000.npz", "shard-00001.npz"):
+        assert (parts / name).read_bytes() == (out / name).read_bytes()
+        assert (pool / name).read_bytes() == (out / name).read_bytes()
+    assert shards.read_manifest(parts)["complete"]
+
+
+def test_output_rendered_with_other_params_is_refused(rendered):
+    out, _ = rendered
+    with pytest.raises(shards.ShardError, match="different params"):
+        render_sweep(tiny_job(seed=99), out, workers=1, progress=False)
+
+
+def test_checksum_mismatch_is_never_loaded_silently(rendered, tmp_path):
+    out, _ = rendered
+    copy = tmp_path / "c"
+    copy.mkdir()
+    for p in out.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    raw = bytearray((copy / "shard-00000.npz").read_bytes())
+    raw[-10] ^= 0xFF
+    (copy / "shard-00000.npz").write_bytes(bytes(raw))
+    with pytest.raises(shards.ShardError, match="checksum"):
+        shards.load_sweep_dir(copy)
+
+
+# --- CLI ------------------------------------------------------------------------------------------------
+def run_cli(*args):
+    return CliRunner().invoke(render_cli, list(args))
+
+
+def test_cli_renders_and_previews(tmp_path):
+    out = tmp_path / "light"
+    r = run_cli("--sweep", "light", "--batches", "2", "--batch-size", "3", "--resolution", "16", "--samples", "2",
+                "--out", str(out), "--quiet", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    assert shards.load_sweep_dir(out)["images"].shape == (2, 3, 16, 16)
+    png = tmp_path / "sheet.png"
+    r = run_cli("preview", "--data", str(out), "--batches", "2", "-o", str(png))
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sweep", "zoom", "--batches", "1", "--out", "x"], "zoom"),
+        (["--sweep", "azimuth", "--batches", "0", "--out", "x"], "positive"),
+        (["--sweep", "azimuth", "--batches", "-2", "--out", "x"], "positive"),
+        (["--sweep", "azimuth", "--batches", "1", "--resolution", "0", "--out", "x"], "positive"),
+        (["--sweep", "azimuth", "--batches", "1", "--shard", "3/2", "--out", "x"], "--shard"),
+        (["--sweep", "azimuth", "--batches", "1", "--shard", "a/b", "--out", "x"], "--shard"),
+        (["--sweep", "azimuth", "--batches", "1", "--model", "no/such/model.mat", "--out", "x"], "model.mat"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    os.chdir(tmp_path)
+    r = run_cli(*args)
+    assert r.exit_code != 0
+    assert message in r.output
+    assert not Path("x").exists()
+
+
+def test_cli_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    r = run_cli("--sweep", "azimuth", "--batches", "1", "--out", str(blocker / "sub"), "--resolution", "16")
+    assert r.exit_code != 0 and "not writable" in r.output
+
+
+def test_cli_params_errors_name_the_parameter(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "seed: 0\nrender:\n  resolution: 16\n  samples: 2\n  batch_size: 4\n  batches_per_shard: 2\n"
+        "  test_seed_offset: 5\n  ranges: {azimuth: [90, -90], elevation: [-5, 5], light: [-5, 5]}\n"
+        "  train_batches: {azimuth: 1}\n"
+    )
+    r = run_cli("--params", str(params), "--sweep", "azimuth", "--out", str(tmp_path / "o"))
+    assert r.exit_code != 0 and "render.ranges.azimuth" in r.output
+    params.write_text("seed: 0\nrender:\n  resolution: -1\n")
+    r = run_cli("--params", str(params), "--sweep", "azimuth", "--out", str(tmp_path / "o"))
+    assert r.exit_code != 0 and "render.ranges.azimuth is missing" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_sigkill_then_rerun_is_byte_identical(tmp_path, rendered):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, _ = rendered
+    target = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "render.cli", "--sweep", "azimuth", "--batches", "3", "--batch-size", "4",
+           "--resolution", "16", "--samples", "2", "--batches-per-shard", "2", "--out", str(target), "--workers", "1",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (target / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name in ("shard-00000.npz", "shard-00001.npz"):
+        assert (target / name).read_bytes() == (out / name).read_bytes()
+    assert not list(target.glob(".*.tmp"))

@@ -1,0 +1,281 @@
+"""Training: checkpoints, exact resume, kills, errors, the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from dataset_fixtures import make_fake_dataset
+
+import dcign.checkpoint
+import dcign.train
+from dcign.checkpoint import CheckpointError, load_model, recover
+from dcign.cli import main
+from dcign.config import ModelConfig, TrainConfig, default_params
+from dcign.train import TrainError, train
+from render.shards import ShardError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(**kw) -> TrainConfig:
+    return replace(TrainConfig(steps=6, checkpoint_every=3, model=ModelConfig(filters=(4, 4, 4), latent=8)), **kw)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_fake_dataset(tmp_path_factory.mktemp("data"), n_batches=3, batch_size=4, resolution=16)
+
+
+def weights(out: Path) -> dict:
+    return load_model(out)[0].state_dict()
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = weights(a), weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def rows(live: Path, name="loss") -> list[list[str]]:
+    return [ln.split("\t") for ln in (live / "plots/metrics/train" / f"{name}.tsv").read_text().splitlines()[1:]]
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    """An uninterrupted 6-step run, the reference for the resume tests."""
+    root = tmp_path_factory.mktemp("straight")
+    summary = train(tiny(), data, root / "out", live_dir=root / "live")
+    return root, summary
+
+
+def test_checkpoint_files_and_logs(straight):
+    root, summary = straight
+    out = root / "out"
+    assert {p.name for p in out.iterdir()} == {"model.safetensors", "model.json", "optimizer.pt"}
+    model, cfg, info = load_model(out)
+    assert info["step"] == 6 and cfg.resolution == 16 and info["train_config"]["steps"] == 6
+    assert info["feature_size"] == 2 and info["groups"]["intrinsic"] == [3, 8]
+    assert not model.training
+    assert load_model(out / "model.safetensors")[2]["step"] == 6
+    assert summary["step"] == 6 and summary["images_per_s"] > 0 and 0 <= summary["data_fraction"] < 1
+    assert all(len(rows(root / "live", t)) == 6 for t in ("loss", "recon", "kl", "invariance"))
+    assert [int(r[0]) for r in rows(root / "live")] == [1, 2, 3, 4, 5, 6]
+    metrics = json.loads((root / "live/metrics.json").read_text())
+    assert metrics["step"] == 6 and "images_per_s" in metrics
+
+
+def test_resume_continues_exactly(data, straight, tmp_path):
+    train(tiny(steps=3), data, tmp_path / "out", live_dir=tmp_path / "live")
+    assert load_model(tmp_path / "out")[2]["step"] == 3
+    train(tiny(), data, tmp_path / "out", resume=True, live_dir=tmp_path / "live")
+    assert same_weights(tmp_path / "out", straight[0] / "out")
+    assert rows(tmp_path / "live") == rows(straight[0] / "live")
+
+
+def test_kill_before_a_checkpoint_loses_only_that_interval(data, straight, tmp_path, monkeypatch):
+    real = dcign.train.save_checkpoint
+
+    def dies_at_6(out_dir, model, opt, cfg, step, extra):
+        if step == 6:
+            raise KeyboardInterrupt  # stands in for SIGKILL: nothing after step 5's log is written
+        real(out_dir, model, opt, cfg, step, extra)
+
+    monkeypatch.setattr(dcign.train, "save_checkpoint", dies_at_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(), data, tmp_path / "out", live_dir=tmp_path / "live")
+    monkeypatch.undo()
+    assert load_model(tmp_path / "out")[2]["step"] == 3 and len(rows(tmp_path / "live")) == 6
+    train(tiny(), data, tmp_path / "out", resume=True, live_dir=tmp_path / "live")
+    assert same_weights(tmp_path / "out", straight[0] / "out")
+    assert rows(tmp_path / "live") == rows(straight[0] / "live")  # rows 4-6 logged once, not twice
+
+
+@pytest.mark.parametrize("fail_at, recovered_step", [("commit", 3), ("second_rename", 6)])
+def test_interrupted_save_is_recovered(data, tmp_path, monkeypatch, fail_at, recovered_step):
+    """A save killed before its commit record keeps the old checkpoint; one killed after it completes."""
+    train(tiny(steps=3), data, tmp_path / "out")
+    real_replace = os.replace
+
+    def die_on_commit(path, obj):
+        raise KeyboardInterrupt
+
+    def die_on_second_rename(src, dst):
+        if str(src).endswith("optimizer.pt.next"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    if fail_at == "commit":
+        monkeypatch.setattr(dcign.checkpoint, "atomic_write_json", die_on_commit)
+    else:
+        monkeypatch.setattr(dcign.checkpoint.os, "replace", die_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(), data, tmp_path / "out", resume=True)
+    monkeypatch.undo()
+    assert any(p.name.endswith(".next") for p in (tmp_path / "out").iterdir())
+    if fail_at == "second_rename":  # new weights in place, new optimizer state still staged: not loadable as is
+        with pytest.raises(CheckpointError):
+            dcign.checkpoint.load_training_state(
+                tmp_path / "out", json.loads((tmp_path / "out/model.json").read_text())
+            )
+    assert recover(tmp_path / "out")["step"] == recovered_step
+    assert not any(p.name.endswith(".next") for p in (tmp_path / "out").iterdir())
+    train(tiny(), data, tmp_path / "out", resume=True)
+    assert load_model(tmp_path / "out")[2]["step"] == 6
+
+
+def test_sigkill_then_resume_matches_straight_run(data, tmp_path):
+    """A real SIGKILL of the CLI mid-run, then --resume: same final weights as an uninterrupted run."""
+    cfg = tiny(steps=80, checkpoint_every=10, log_every=50, threads=1)  # one thread: quick on a busy machine
+    params = default_params(cfg)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [
+        sys.executable,
+        "-m",
+        "dcign.cli",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--no-progress",
+        "--out",
+        str(tmp_path / "out"),
+        *[a for d in data for a in ("--data", str(d))],
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    meta, deadline = tmp_path / "out/model.json", time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if meta.exists() and json.loads(meta.read_text())["step"] >= 20:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(meta.read_text())["step"]
+    assert 20 <= killed_at < 80
+    r = subprocess.run([*cmd, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    threads = torch.get_num_threads()
+    try:
+        train(cfg, data, tmp_path / "straight")
+    finally:
+        torch.set_num_threads(threads)
+    assert load_model(tmp_path / "out")[2]["step"] == 80
+    assert same_weights(tmp_path / "out", tmp_path / "straight")
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(data, tmp_path, monkeypatch):
+    real, calls = dcign.train.loss_terms, []
+
+    def poisoned(model, out, x, active):
+        calls.append(1)
+        t = real(model, out, x, active)
+        return {**t, "recon": t["recon"] * float("nan")} if len(calls) == 5 else t
+
+    monkeypatch.setattr(dcign.train, "loss_terms", poisoned)
+    before = None
+    with pytest.raises(TrainError, match=r"loss is nan at step 5; stopped, the last good checkpoint \(step 3\)"):
+        train(tiny(), data, tmp_path / "out", live_dir=tmp_path / "live")
+    model, _, info = load_model(tmp_path / "out")
+    assert info["step"] == 3 and before is None
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_existing_checkpoint_is_not_overwritten(data, straight):
+    out = straight[0] / "out"
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(TrainError, match="already holds a checkpoint; pass --resume"):
+        train(tiny(), data, out)
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_resume_refuses_other_resolution_or_settings(data, straight, tmp_path):
+    out = straight[0] / "out"
+    before = (out / "model.json").read_bytes()
+    other = make_fake_dataset(tmp_path, sweeps=("azimuth",), n_batches=2, batch_size=4, resolution=32)
+    with pytest.raises(TrainError, match=r"resolution mismatch: .* trained on 16x16 images, the data is 32x32"):
+        train(tiny(steps=8), other, out, resume=True)
+    with pytest.raises(TrainError, match=r"cannot resume .* lr=0.0005 \(now 0.001\)"):
+        train(tiny(steps=8, lr=1e-3), data, out, resume=True)
+    with pytest.raises(TrainError, match=r"latent=8 \(now 9\)"):
+        train(tiny(steps=8, model=ModelConfig(filters=(4, 4, 4), latent=9)), data, out, resume=True)
+    assert (out / "model.json").read_bytes() == before
+    # a finished run resumed with the same steps does nothing
+    assert train(tiny(), data, out, resume=True)["step"] == 6
+
+
+def test_corrupt_checkpoint(data, tmp_path):
+    train(tiny(steps=2), data, tmp_path / "out")
+    w = tmp_path / "out/model.safetensors"
+    w.write_bytes(w.read_bytes()[:-7] + b"garbage")
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        train(tiny(steps=4), data, tmp_path / "out", resume=True)
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_model(tmp_path / "out")
+    (tmp_path / "out/model.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="unreadable checkpoint record"):
+        train(tiny(steps=4), data, tmp_path / "out", resume=True)
+    (tmp_path / "alone.safetensors").write_bytes(b"\x00" * 5)
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_model(tmp_path / "alone.safetensors")
+
+
+def test_unwritable_out_and_missing_data(data, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrainError, match="output directory is not writable"):
+        train(tiny(), data, tmp_path / "file" / "out")
+    with pytest.raises(ShardError, match="does not exist"):
+        train(tiny(), [tmp_path / "missing"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"entangled": True},
+        {"precision": "bf16"},
+        {"batches_per_step": 2, "optimizer": "rmsprop"},
+        {"channels_last": False, "model": ModelConfig(filters=(4, 4), latent=8, recon="gaussian")},
+    ],
+)
+def test_variants_train(data, tmp_path, change):
+    s = train(tiny(steps=2, checkpoint_every=5, **change), data, tmp_path / "out")
+    assert s["step"] == 2 and all(v == v for k, v in s.items() if k.startswith("final_"))
+    if change.get("entangled"):
+        assert s["final_invariance"] == 0 and s["entangled"]
+
+
+def test_loss_decreases(data, tmp_path):
+    s = train(tiny(steps=40, checkpoint_every=40, lr=3e-3), data, tmp_path / "out", live_dir=tmp_path / "live")
+    first = float(rows(tmp_path / "live")[0][1])
+    assert s["final_loss"] < 0.8 * first
+
+
+def test_cli_end_to_end(data, tmp_path):
+    params = default_params(tiny(steps=2))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    args = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--out",
+        str(tmp_path / "out"),
+        "--live-dir",
+        str(tmp_path / "live"),
+        "--no-progress",
+        "--entangled",
+        *[a for d in data for a in ("--data", str(d))],
+    ]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["entangled"] is True
+    assert load_model(tmp_path / "out")[2]["train_config"]["entangled"] is True
+    r = CliRunner().invoke(main, args)  # again without --resume: refused, one line
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "pass --resume" in r.output
+    r = CliRunner().invoke(main, [*args, "--resume", "--set", "steps=3"])
+    assert r.exit_code == 0 and load_model(tmp_path / "out")[2]["step"] == 3
