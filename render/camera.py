@@ -9,8 +9,8 @@ import bpy
 # Blender is Z-up; the face model's canonical frame (+Y up, +Z out of the face)
 # is rotated so the face looks along -Y. A camera at azimuth 0, elevation 0
 # sits on -Y looking at the face.
-DISTANCE = 4.2  # orbit radius in canonical units (head radius 1)
-LENS_MM = 60.0  # 36 mm sensor: the head fills most of the frame at this distance
+DISTANCE = 3.6  # orbit radius in canonical units (head radius 1): the head fills most of the frame
+LENS_MM = 60.0  # 36 mm sensor: a field of view of about 33 degrees
 
 
 def orbit_position(azimuth_deg: float, elevation_deg: float, distance: float) -> tuple[float, float, float]:
