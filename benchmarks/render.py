@@ -132,8 +132,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for sweep in args.sweeps.split(","):
-            job = RenderJob(sweep=sweep, n_batches=args.batches, resolution=args.resolution, samples=args.samples,
-                            batches_per_shard=1, sweep_cfg=SweepConfig(batch_size=20))
+            job = RenderJob(
+                sweep=sweep,
+                n_batches=args.batches,
+                resolution=args.resolution,
+                samples=args.samples,
+                batches_per_shard=1,
+                sweep_cfg=SweepConfig(batch_size=20),
+            )
             a = naive_images(job, args.naive_images, work)
             b = project_images(job, 1, work)
             c = project_images(job, 0, work)

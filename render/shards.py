@@ -50,6 +50,10 @@ class ShardError(ValueError):
     """A dataset directory or shard is missing, corrupt or inconsistent."""
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def shard_name(k: int) -> str:
     return f"shard-{k:05d}.npz"
 
@@ -71,6 +75,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; shared dataset dirs need the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,17 +13,46 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = {".venv", ".git", "data", "models", "eval", "dvclive", ".pytest_cache", ".ruff_cache", "__pycache__", "tmp",
-        "cache", ".gl", ".whl"}
+SKIP = {
+    ".venv",
+    ".git",
+    "data",
+    "models",
+    "eval",
+    "dvclive",
+    ".pytest_cache",
+    ".ruff_cache",
+    "__pycache__",
+    "tmp",
+    "cache",
+    ".gl",
+    ".whl",
+}
 
 TINY = {
-    "render": {"resolution": 16, "samples": 2, "batch_size": 4, "batches_per_shard": 2,
-               "train_batches": {"azimuth": 2, "elevation": 2, "light": 2, "intrinsic": 2},
-               "test_batches": {"azimuth": 1, "elevation": 1, "light": 1, "intrinsic": 1}},
-    "train": {"filters": [4, 4, 4], "latent": 6, "steps": 6, "checkpoint_every": 3, "log_every": 1,
-              "precision": "fp32"},
-    "evaluate": {"grid": {"identities": 3, "azimuths": 3, "elevations": 2, "lights": 2}, "score_samples": 40,
-                 "mig_samples": 50, "rerender_pairs": 6, "traversal_faces": 2},
+    "render": {
+        "resolution": 16,
+        "samples": 2,
+        "batch_size": 4,
+        "batches_per_shard": 2,
+        "train_batches": {"azimuth": 2, "elevation": 2, "light": 2, "intrinsic": 2},
+        "test_batches": {"azimuth": 1, "elevation": 1, "light": 1, "intrinsic": 1},
+    },
+    "train": {
+        "filters": [4, 4, 4],
+        "latent": 6,
+        "steps": 6,
+        "checkpoint_every": 3,
+        "log_every": 1,
+        "precision": "fp32",
+    },
+    "evaluate": {
+        "grid": {"identities": 3, "azimuths": 3, "elevations": 2, "lights": 2},
+        "score_samples": 40,
+        "mig_samples": 50,
+        "rerender_pairs": 6,
+        "traversal_faces": 2,
+    },
 }
 
 
@@ -48,9 +77,15 @@ def test_dvc_repro_tiny_profile(tmp_path):
     params = yaml.safe_load((proj / "params.yaml").read_text())
     (proj / "params.yaml").write_text(yaml.safe_dump(merge(params, TINY), sort_keys=False))
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     dvc = [sys.executable, "-m", "dvc"]
     run(["git", "init", "-q"], proj, env)
     run(dvc + ["repro", "--quiet"], proj, env)

@@ -160,8 +160,23 @@ def run_cli(*args):
 
 def test_cli_renders_and_previews(tmp_path):
     out = tmp_path / "light"
-    r = run_cli("--sweep", "light", "--batches", "2", "--batch-size", "3", "--resolution", "16", "--samples", "2",
-                "--out", str(out), "--quiet", "--workers", "1")
+    r = run_cli(
+        "--sweep",
+        "light",
+        "--batches",
+        "2",
+        "--batch-size",
+        "3",
+        "--resolution",
+        "16",
+        "--samples",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        "--workers",
+        "1",
+    )
     assert r.exit_code == 0, r.output
     assert shards.load_sweep_dir(out)["images"].shape == (2, 3, 16, 16)
     png = tmp_path / "sheet.png"
@@ -220,9 +235,28 @@ def test_sigkill_then_rerun_is_byte_identical(tmp_path, rendered):
 
     out, _ = rendered
     target = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "render.cli", "--sweep", "azimuth", "--batches", "3", "--batch-size", "4",
-           "--resolution", "16", "--samples", "2", "--batches-per-shard", "2", "--out", str(target), "--workers", "1",
-           "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "render.cli",
+        "--sweep",
+        "azimuth",
+        "--batches",
+        "3",
+        "--batch-size",
+        "4",
+        "--resolution",
+        "16",
+        "--samples",
+        "2",
+        "--batches-per-shard",
+        "2",
+        "--out",
+        str(target),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while not (target / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
