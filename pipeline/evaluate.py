@@ -2,7 +2,7 @@
 
 ``dcign-evaluate`` (the DVC ``evaluate`` stage) encodes the held-out test batches
 and the factor grid with every model it is given (the DC-IGN and the entangled
-baseline), and writes, atomically as one directory:
+baseline), and writes (each output complete in a scratch directory first, then renamed into place):
 
 - ``metrics.json``: per model, every score below (``dvc metrics show`` reads it);
 - ``latents/<model>.npz``: grid latent means/log-variances with factor values and indices;
@@ -17,6 +17,7 @@ the factor on the grid, as in the paper's Figure 7 comparison.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pipeline.encode import decode, encode
 from pipeline.params import ParamsError, get, load_params
 from render.shards import FACTORS, RenderedDataset, ShardError, load_dataset
 
+OUTPUTS = ("latents", "plots/scatter", "plots/images", "metrics.json")  # written together, then swapped in
 SWEEP_FACTOR = {"azimuth": "azimuth", "elevation": "elevation", "light": "light"}
 
 
@@ -259,9 +261,14 @@ def evaluate(models: dict[str, Path], test_dirs: list[Path], grid_dir: Path, out
         )["top1"]
     }
     (tmp / "metrics.json").write_text(json.dumps(_finite(results), indent=2, sort_keys=True) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    # Swap each output in by rename; other files there (DVC's .gitignore) stay.
+    for rel in OUTPUTS:
+        target = out_dir / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(tmp / rel, target)
+    shutil.rmtree(tmp)
     return results
 
 

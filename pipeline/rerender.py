@@ -24,9 +24,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from render.shards import GREY_WEIGHTS
+
 FACTORS = ("azimuth", "elevation", "light")  # the factors with an angle (identity has none)
-# The renders' grey weights (render/scene.py; not imported from there because it loads Blender).
-GREY_WEIGHTS = np.array([0.21, 0.72, 0.07], dtype=np.float32)
 RANGE_TOL = 1e-6  # degrees; grid angles are stored as float32
 
 Calibration = dict[str, tuple[np.ndarray, np.ndarray]]

@@ -18,9 +18,8 @@ import cv2
 import numpy as np
 
 from render import camera, lighting, material
+from render.shards import GREY_WEIGHTS
 
-# Grey conversion used by the paper's renders (0.21 R + 0.72 G + 0.07 B).
-GREY_WEIGHTS = np.array([0.21, 0.72, 0.07], dtype=np.float32)
 DEVICES = ("cpu", "cuda", "optix")
 
 
@@ -63,6 +62,7 @@ def _configure_cycles(scene: bpy.types.Scene, resolution: int, samples: int, thr
     cycles.samples = samples
     cycles.use_adaptive_sampling = False  # fixed sample count: identical noise for identical inputs
     cycles.use_denoising = False  # denoising made small renders ~5x slower here
+    cycles.use_light_tree = False  # one light: the tree only adds work
     cycles.seed = 0
     cycles.max_bounces = 2
     cycles.diffuse_bounces = 1
@@ -112,6 +112,8 @@ class FaceScene:
         self.face: bpy.types.Object | None = None
         self._n_vertices = -1
         self._triangles_id: int | None = None
+        self._vertices: np.ndarray | None = None  # the face on show, to skip redundant updates
+        self._colours: np.ndarray | None = None
         # Blender 4.5 cannot hand rendered pixels to Python in background mode (the
         # Viewer node is not updated), so each image goes through an uncompressed
         # PNG in a RAM-backed directory that is reused for every render.
@@ -147,16 +149,26 @@ class FaceScene:
         self._n_vertices = len(vertices)
 
     def set_face(self, vertices: np.ndarray, colours: np.ndarray, triangles: np.ndarray) -> None:
-        """Show a face: (V, 3) canonical vertices, (V, 3) linear RGB albedo, (F, 3) triangles."""
-        if self.face is None or len(vertices) != self._n_vertices or id(triangles) != self._triangles_id:
+        """Show a face: (V, 3) canonical vertices, (V, 3) linear RGB albedo, (F, 3) triangles.
+
+        Nothing is touched when the face is the one already shown: pose and light
+        sweeps then keep Cycles' BVH and only move the camera and the light.
+        """
+        vertices = np.ascontiguousarray(vertices, dtype=np.float32)
+        colours = np.ascontiguousarray(colours, dtype=np.float32)
+        new_topology = self.face is None or len(vertices) != self._n_vertices or id(triangles) != self._triangles_id
+        if new_topology:
             self._build_mesh(vertices, triangles)
             self._triangles_id = id(triangles)
-        else:
-            self.face.data.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
-        rgba = np.concatenate([colours, np.ones((len(colours), 1), np.float32)], axis=1)
+        elif np.array_equal(vertices, self._vertices) and np.array_equal(colours, self._colours):
+            return
         mesh = self.face.data
-        mesh.color_attributes[material.COLOR_ATTRIBUTE].data.foreach_set("color", rgba.astype(np.float32).ravel())
+        if new_topology or not np.array_equal(vertices, self._vertices):
+            mesh.vertices.foreach_set("co", vertices.ravel())
+        rgba = np.concatenate([colours, np.ones((len(colours), 1), np.float32)], axis=1)
+        mesh.color_attributes[material.COLOR_ATTRIBUTE].data.foreach_set("color", rgba.ravel())
         mesh.update()
+        self._vertices, self._colours = vertices, colours
 
     # --- view and light --------------------------------------------------------------------
     def set_pose(self, azimuth_deg: float, elevation_deg: float, light_deg: float) -> None:

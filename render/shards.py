@@ -42,6 +42,8 @@ SWEEPS = ("azimuth", "elevation", "light", "shape", "texture", "intrinsic")
 # pseudo-sweep: batch b holds every azimuth for one (identity, elevation, light).
 GRID = "grid"
 ALL_SWEEPS = (*SWEEPS, GRID)
+# Grey images use the paper's conversion of the RGB renders: 0.21 R + 0.72 G + 0.07 B.
+GREY_WEIGHTS = np.array([0.21, 0.72, 0.07], dtype=np.float32)
 # The sweep that varies each factor; shape/texture/intrinsic all vary identity.
 ACTIVE_FACTOR = {"azimuth": "azimuth", "elevation": "elevation", "light": "light"}
 
