@@ -183,6 +183,23 @@ def test_cli_renders_and_previews(tmp_path):
     r = run_cli("preview", "--data", str(out), "--batches", "2", "-o", str(png))
     assert r.exit_code == 0, r.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+    fresh = tmp_path / "fresh.png"
+    r = run_cli(
+        "preview",
+        "--sweep",
+        "elevation",
+        "--sweep",
+        "texture",
+        "--batch-size",
+        "3",
+        "--resolution",
+        "16",
+        "--samples",
+        "2",
+        "-o",
+        str(fresh),
+    )
+    assert r.exit_code == 0 and "2 rows" in r.output, r.output
 
 
 @pytest.mark.parametrize(
