@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +106,7 @@ def test_render_writes_manifest_and_shards(rendered):
 
 def test_rerun_skips_and_repairs_corrupt_shards_identically(rendered, tmp_path):
     out, _ = rendered
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for p in out.iterdir():
-        (copy / p.name).write_bytes(p.read_bytes())
+    copy = shutil.copytree(out, tmp_path / "copy")
     original = (out / "shard-00001.npz").read_bytes()
     assert render_sweep(tiny_job(), copy, workers=1, progress=False)["rendered_shards"] == 0
     # Simulate a kill mid-write and a bit flip: both get re-rendered to identical bytes.
@@ -142,10 +140,7 @@ def test_output_rendered_with_other_params_is_refused(rendered):
 
 def test_checksum_mismatch_is_never_loaded_silently(rendered, tmp_path):
     out, _ = rendered
-    copy = tmp_path / "c"
-    copy.mkdir()
-    for p in out.iterdir():
-        (copy / p.name).write_bytes(p.read_bytes())
+    copy = shutil.copytree(out, tmp_path / "c")
     raw = bytearray((copy / "shard-00000.npz").read_bytes())
     raw[-10] ^= 0xFF
     (copy / "shard-00000.npz").write_bytes(bytes(raw))
