@@ -34,6 +34,7 @@ def job_from_options(params_path, split: str, sweep: str, batches: int | None, o
     from render.sweeps import grid_batches
 
     p = load_params(params_path) if params_path else {}
+    defaults = RenderJob(sweep=sweep, n_batches=1)  # what applies without params.yaml
 
     def pick(key, dotted, kind, default, **kw):
         # Command line first, then params.yaml, then the built-in default.
@@ -52,21 +53,24 @@ def job_from_options(params_path, split: str, sweep: str, batches: int | None, o
         if p and split == "test":
             seed += get(p, "render.test_seed_offset", int, positive=True)
     grid = tuple(get(p, f"evaluate.grid.{k}", int, positive=True) for k in GRID_KEYS) if sweep == GRID else None
+    default_b = None if p else defaults.sweep_cfg.batch_size
+    batch_size = grid[1] if grid else pick("batch_size", "render.batch_size", int, default_b, positive=True)
     sweep_cfg = SweepConfig(
-        batch_size=grid[1] if grid else pick("batch_size", "render.batch_size", int, None if p else 20, positive=True),
+        batch_size=batch_size,
         ranges=ranges,
         fixed_fraction=get(p, "render.fixed_fraction", float, default=1.0) if p else 1.0,
         **({"grid": grid} if grid else {}),
     )
     if batches is None:
         batches = grid_batches(sweep_cfg) if grid else get(p, f"render.{split}_batches.{sweep}", int, positive=True)
+    default_bps = None if p else defaults.batches_per_shard
     job = RenderJob(
         sweep=sweep,
         n_batches=batches,
         seed=seed,
-        resolution=pick("resolution", "render.resolution", int, None if p else 64, positive=True),
-        samples=pick("samples", "render.samples", int, None if p else 16, positive=True),
-        batches_per_shard=pick("batches_per_shard", "render.batches_per_shard", int, None if p else 25, positive=True),
+        resolution=pick("resolution", "render.resolution", int, None if p else defaults.resolution, positive=True),
+        samples=pick("samples", "render.samples", int, None if p else defaults.samples, positive=True),
+        batches_per_shard=pick("batches_per_shard", "render.batches_per_shard", int, default_bps, positive=True),
         model=str(pick("model", "render.model", str, "default")),
         colour=pick("colour", "render.colour", str, "grey", choices=("grey", "rgb")),
         device=pick("device", "render.device", str, "cpu", choices=("cpu", "cuda", "optix")),

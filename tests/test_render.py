@@ -93,6 +93,7 @@ def rendered(tmp_path_factory):
 def test_render_writes_manifest_and_shards(rendered):
     out, summary = rendered
     assert summary["complete"] and summary["rendered_shards"] == 2
+    assert 0 < summary["render_seconds"] <= summary["seconds"] and summary["images_per_s"] > 0
     data = shards.load_sweep_dir(out)
     assert data["images"].shape == (3, 4, 16, 16) and data["images"].dtype == np.uint8
     assert list(data["batch_index"]) == [0, 1, 2]
