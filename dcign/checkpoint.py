@@ -5,7 +5,9 @@ SHA-256 of the two other files. A save writes ``<name>.next`` files, then ``mode
 naming their hashes, then renames them into place (each write atomic: temp file + os.replace).
 A kill at any point leaves either the old checkpoint or the new one recoverable:
 :func:`recover` finishes an interrupted rename and drops stale ``.next`` files.
-The weights file also carries the model config in its safetensors metadata, so it loads alone.
+The weights file also carries the model config in its safetensors metadata, so it loads alone;
+the metadata is one key holding sorted JSON, because safetensors writes several keys in a
+random order and the file's bytes (and so DVC's hash of it) would change from run to run.
 No RNG state is needed: the batch order and the noise are functions of (seed, step).
 """
 
@@ -27,6 +29,7 @@ from render.shards import atomic_write_bytes, atomic_write_json
 
 FORMAT = "dcign-checkpoint/1"
 WEIGHTS, OPTIMIZER, META = "model.safetensors", "optimizer.pt", "model.json"
+METADATA_KEY = "dcign"  # the safetensors metadata entry holding format, step and model config
 
 
 class CheckpointError(ValueError):
@@ -56,7 +59,8 @@ def save_checkpoint(
     """Write the training state after ``step`` optimizer steps (see the module doc for the order)."""
     out_dir = Path(out_dir)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta_st = {"format": FORMAT, "step": str(step), "model_config": json.dumps(cfg.model.to_dict())}
+    packed = {"format": FORMAT, "step": step, "model_config": cfg.model.to_dict()}
+    meta_st = {METADATA_KEY: json.dumps(packed, sort_keys=True)}
     buf = io.BytesIO()
     torch.save({"optimizer": optimizer.state_dict(), "step": step}, buf)
     files = {WEIGHTS: safetensors.torch.save(weights, metadata=meta_st), OPTIMIZER: buf.getvalue()}
@@ -120,9 +124,14 @@ def recover(out_dir: Path) -> dict | None:
 def _safetensors_metadata(data: bytes, path: Path) -> dict:
     try:
         (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + n])
-        return header.get("__metadata__") or {}
-    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+        if METADATA_KEY in meta:
+            return json.loads(meta[METADATA_KEY])
+        # Checkpoints written before the metadata was packed into one key.
+        if "model_config" in meta:
+            meta = {**meta, "step": int(meta.get("step", 0)), "model_config": json.loads(meta["model_config"])}
+        return meta
+    except (struct.error, ValueError, AttributeError) as e:  # JSON and UTF-8 errors are ValueErrors
         raise CheckpointError(f"{path}: not a safetensors file ({e})") from None
 
 
@@ -131,7 +140,7 @@ def _build(data: bytes, path: Path, map_location) -> tuple[DCIGN, ModelConfig]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} weights file")
     try:
-        cfg = ModelConfig.from_dict(json.loads(meta["model_config"]))
+        cfg = ModelConfig.from_dict(meta["model_config"])
         state = safetensors.torch.load(data)
         model = DCIGN(cfg)
         model.load_state_dict(state)

@@ -29,6 +29,7 @@ from dcign.data import Schedule, load_training_data
 from dcign.model import DCIGN, loss_terms
 
 TERMS = ("loss", "recon", "kl", "invariance")
+TIMINGS = ("images_per_s", "data_fraction", "elapsed_s")  # summary keys that vary with the machine
 DATA_ON_GPU_MAX_BYTES = 4 << 30  # keep the uint8 images on the GPU when they fit this
 
 
@@ -331,7 +332,9 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
 
         # ---- checkpoint (rank 0), every checkpoint_every steps and at the end
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            extra = {"summary": summary(done), "data": data_info, "world_size": world, "slots_per_step": slots_per_step}
+            # Timings stay out of the checkpoint so that its bytes depend on the seed alone.
+            record = {k_: v for k_, v in summary(done).items() if k_ not in TIMINGS}
+            extra = {"summary": record, "data": data_info, "world_size": world, "slots_per_step": slots_per_step}
             save_checkpoint(out_dir, model, optimizer, cfg, done, extra)
             last_ckpt = done
     bar.close()

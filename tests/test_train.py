@@ -72,6 +72,27 @@ def test_checkpoint_files_and_logs(straight):
     assert metrics["step"] == 6 and "images_per_s" in metrics
 
 
+def test_checkpoint_bytes_depend_on_the_seed_only(data, straight, tmp_path):
+    # safetensors orders several metadata keys at random; timings vary with the machine.
+    for i in range(3):
+        train(tiny(), data, tmp_path / f"out{i}")
+        for name in ("model.safetensors", "model.json"):
+            assert (tmp_path / f"out{i}" / name).read_bytes() == (straight[0] / "out" / name).read_bytes(), name
+
+
+def test_weights_with_unpacked_metadata_still_load(straight, tmp_path):
+    import safetensors.torch
+
+    model, cfg, _ = load_model(straight[0] / "out")
+    legacy = {"format": dcign.checkpoint.FORMAT, "step": "6", "model_config": json.dumps(cfg.to_dict())}
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(safetensors.torch.save(model.state_dict(), metadata=legacy))
+    loaded, cfg2, info = load_model(path)
+    assert info["step"] == 6 and cfg2 == cfg
+    original = model.state_dict()
+    assert all(torch.equal(v, original[k]) for k, v in loaded.state_dict().items())
+
+
 def test_resume_continues_exactly(data, straight, tmp_path):
     train(tiny(steps=3), data, tmp_path / "out", live_dir=tmp_path / "live")
     assert load_model(tmp_path / "out")[2]["step"] == 3
