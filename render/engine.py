@@ -103,12 +103,11 @@ def software_versions() -> dict:
     return {"python": platform.python_version(), "blender": bpy.app.version_string, "numpy": np.__version__}
 
 
-def available_cores() -> int:
-    """Cores this process may run on (a batch scheduler's allocation, not the whole machine)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def allowed_cores() -> list[int]:
+    """The cores this process may run on (a batch scheduler's allocation, not the whole machine)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
 
 
 def load_model(spec: str):
@@ -297,7 +296,7 @@ def render_sweep(
 ) -> dict:
     """Render (or finish rendering) one sweep into ``out_dir``; return a summary.
 
-    ``workers`` 0 means one per core. Workers are restarted after about
+    ``workers`` 0 means one per allowed core, each pinned to its own. Workers are restarted after about
     ``restart_every`` images so Blender's memory stays flat on long runs.
     """
     t_start = time.perf_counter()
@@ -312,7 +311,8 @@ def render_sweep(
     mine = [k for k in range(job.n_shards) if k % shard[1] == shard[0]]
     todo = [k for k in mine if shards.shard_name(k) not in done]
     n_todo_batches = sum(len(job.shard_batches(k)) for k in todo)
-    workers = workers or available_cores()
+    cores = allowed_cores()
+    workers = workers or len(cores)
     workers = max(1, min(workers, len(todo) or 1))
     images_per_shard = job.batches_per_shard * job.sweep_cfg.batch_size
     bar = tqdm(total=n_todo_batches, desc=f"render {job.sweep}", unit="batch", disable=not progress, file=sys.stderr)
@@ -338,8 +338,8 @@ def render_sweep(
             _W.pop("scene").close()
     elif todo:
         ctx = mp.get_context("spawn")  # a fresh interpreter per worker: bpy is not fork-safe
-        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-        pin = (ctx.Array("q", len(cores)), cores) if 1 < workers <= len(cores) else ()
+        pinnable = hasattr(os, "sched_setaffinity") and 1 < workers <= len(cores)
+        pin = (ctx.Array("q", len(cores)), cores) if pinnable else ()
         with (
             _one_blas_thread(),
             ctx.Pool(
