@@ -156,23 +156,8 @@ def run_cli(*args):
 
 def test_cli_renders_and_previews(tmp_path):
     out = tmp_path / "light"
-    r = run_cli(
-        "--sweep",
-        "light",
-        "--batches",
-        "2",
-        "--batch-size",
-        "3",
-        "--resolution",
-        "16",
-        "--samples",
-        "2",
-        "--out",
-        str(out),
-        "--quiet",
-        "--workers",
-        "1",
-    )
+    tiny = "--batch-size 3 --resolution 16 --samples 2".split()
+    r = run_cli("--sweep", "light", "--batches", "2", *tiny, "--out", str(out), "--quiet", "--workers", "1")
     assert r.exit_code == 0, r.output
     assert shards.load_sweep_dir(out)["images"].shape == (2, 3, 16, 16)
     png = tmp_path / "sheet.png"
@@ -180,21 +165,7 @@ def test_cli_renders_and_previews(tmp_path):
     assert r.exit_code == 0, r.output
     assert png.read_bytes()[:4] == b"\x89PNG"
     fresh = tmp_path / "fresh.png"
-    r = run_cli(
-        "preview",
-        "--sweep",
-        "elevation",
-        "--sweep",
-        "texture",
-        "--batch-size",
-        "3",
-        "--resolution",
-        "16",
-        "--samples",
-        "2",
-        "-o",
-        str(fresh),
-    )
+    r = run_cli("preview", "--sweep", "elevation", "--sweep", "texture", *tiny, "-o", str(fresh))
     assert r.exit_code == 0 and "2 rows" in r.output, r.output
 
 
