@@ -59,7 +59,7 @@ def save_checkpoint(
     """Write the training state after ``step`` optimizer steps (see the module doc for the order)."""
     out_dir = Path(out_dir)
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    packed = {"format": FORMAT, "step": step, "model_config": cfg.model.to_dict()}
+    packed = {"format": FORMAT, "step": step, "model_config": cfg.model.to_dict(), "method": cfg.method}
     meta_st = {METADATA_KEY: json.dumps(packed, sort_keys=True)}
     buf = io.BytesIO()
     torch.save({"optimizer": optimizer.state_dict(), "step": step}, buf)
@@ -154,7 +154,8 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     """Load a trained DC-IGN from a checkpoint directory or its ``model.safetensors``.
 
     Returns (model in eval mode, its ModelConfig, training info: the ``model.json`` record
-    with step, train_config, summary, ...; only ``step`` when the weights file is alone).
+    with step, train_config, summary, ...; only ``step`` and ``method`` when the weights file is
+    alone). :func:`trained_method` reads the method from either.
     """
     path = Path(path)
     weights = path / WEIGHTS if path.is_dir() else path
@@ -171,8 +172,26 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
             )
     model, cfg = _build(data, weights, map_location)
     if info is None:
-        info = {"step": int(_safetensors_metadata(data, weights).get("step", 0))}
+        packed = _safetensors_metadata(data, weights)
+        info = {"step": int(packed.get("step", 0)), **({"method": packed["method"]} if "method" in packed else {})}
     return model.eval(), cfg, info
+
+
+def trained_method(info: dict, where: str | Path = "checkpoint") -> str:
+    """The training method recorded in a checkpoint (``load_model``'s info): dcign, vae, ...
+
+    Read from the checkpoint's own train config (or the weights file's metadata when it is
+    alone), never guessed: scoring a baseline as a DC-IGN would read meaning into latents 0, 1, 2.
+    """
+    tc = info.get("train_config")
+    if isinstance(tc, dict):
+        if "method" in tc:
+            return str(tc["method"])
+        if "entangled" in tc:  # checkpoints written before methods had names
+            return "vae" if tc["entangled"] else "dcign"
+    if "method" in info:
+        return str(info["method"])
+    raise CheckpointError(f"{where}: the checkpoint does not record how it was trained (no train_config)")
 
 
 def load_training_state(out_dir: Path, meta: dict) -> tuple[dict, dict]:

@@ -1,4 +1,4 @@
-"""``dcign-train``: train a DC-IGN (or the entangled baseline) from params.yaml.
+"""``dcign-train``: train a DC-IGN (or, with ``--set method=vae``, the entangled baseline) from params.yaml.
 
 Single process: ``dcign-train --params params.yaml --data DIR [--data DIR ...] --out DIR``.
 Several processes: ``torchrun --nproc_per_node N -m dcign.cli ...`` (DDP is used when WORLD_SIZE > 1).
@@ -44,7 +44,6 @@ class ParamsError(click.ClickException):
     type=click.Path(file_okay=False, path_type=Path),
     help="Checkpoint directory (model.safetensors, model.json, optimizer.pt).",
 )
-@click.option("--entangled", is_flag=True, help="Train the entangled VAE baseline (random images, no clamping).")
 @click.option("--resume", is_flag=True, help="Continue the checkpoint in --out (start fresh when there is none).")
 @click.option(
     "--live-dir",
@@ -57,20 +56,16 @@ class ParamsError(click.ClickException):
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a train parameter (e.g. --set steps=100 or --set train.lr=1e-3).",
+    help="Override a train parameter (e.g. --set steps=100, --set method=vae for the entangled baseline).",
 )
 @click.option("--progress/--no-progress", default=True, help="Show a tqdm progress bar.")
-def main(params_path, data_dirs, out_dir, entangled, resume, live_dir, overrides, progress):
+def main(params_path, data_dirs, out_dir, resume, live_dir, overrides, progress):
     """Train a DC-IGN on rendered face sweeps."""
     # Import torch only once the arguments parse, so --help and params errors are quick.
     try:
         cfg = load_config(params_path, tuple(overrides))
     except ConfigError as e:
         raise ParamsError(str(e)) from None
-    if entangled:
-        from dataclasses import replace
-
-        cfg = replace(cfg, entangled=True)
     from dcign.train import TrainError, train
 
     try:

@@ -19,6 +19,10 @@ _MISSING = object()
 
 # Latent groups in code order; every render sweep makes exactly one of them active.
 GROUPS = ("azimuth", "elevation", "light", "intrinsic")
+# Training methods: the DC-IGN's clamped sweep batches, or an ordinary VAE on random images.
+METHODS = ("dcign", "vae")
+# Methods whose latent groups are assigned to factors (the others are scored by their best single latents).
+GROUPED_METHODS = ("dcign",)
 SWEEP_GROUP = {
     "azimuth": "azimuth",
     "elevation": "elevation",
@@ -47,6 +51,9 @@ class ModelConfig:
     recon: str = "bernoulli"  # likelihood: bernoulli (BCE summed over pixels, as the paper's code) or gaussian
     gaussian_std: float = 0.1  # fixed sigma of the gaussian likelihood (unused for bernoulli)
     init_std: float = 0.01  # linear weights ~ N(0, init_std) as in the paper; 0 keeps PyTorch's default
+    conv_init: str = "default"  # conv weights: default (PyTorch's, as Torch7's) or he (Kaiming normal for ReLU)
+    norm: str = "none"  # none (the paper) or group: GroupNorm after every hidden conv
+    norm_groups: int = 8  # groups of the GroupNorm (at most the channels)
 
     @property
     def feature_size(self) -> int:
@@ -90,6 +97,9 @@ class ModelConfig:
         _choice("recon", self.recon, ("bernoulli", "gaussian"))
         _positive_float("gaussian_std", self.gaussian_std)
         _nonneg_float("init_std", self.init_std)
+        _choice("conv_init", self.conv_init, ("default", "he"))
+        _choice("norm", self.norm, ("none", "group"))
+        _positive_int("norm_groups", self.norm_groups)
         return self
 
     def to_dict(self) -> dict:
@@ -113,11 +123,14 @@ class TrainConfig:
     lr: float = 5e-4  # learning rate (paper 5e-4)
     invariance: float = 0.01  # lambda: inactive latents get gradient lambda * (z - batch mean) (paper ~1/100)
     kl_weight: float = 1.0  # weight of KL(q(z|x) || N(0, I)) against the reconstruction NLL
+    # KL on the clamped (inactive) latents of a sweep batch: false as the released code, which zeroed
+    # their gradient KL included; true puts the prior's pull on every latent of every batch.
+    kl_clamped: bool = False
     # Relative frequency of batch types per latent group (paper ~1:1:1:10); groups absent from the data are skipped.
     sweep_ratio: dict[str, float] = field(
         default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 10.0}
     )
-    entangled: bool = False  # baseline: plain VAE on minibatches of random images, no clamping
+    method: str = "dcign"  # dcign (clamped sweep batches) or vae (the entangled baseline: random images, no clamp)
     precision: str = "fp32"  # fp32 or bf16 (torch.autocast on CPU and CUDA)
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     channels_last: bool = True  # NHWC memory format for the convolutions
@@ -137,7 +150,8 @@ class TrainConfig:
         _nonneg_float("invariance", self.invariance)
         _nonneg_float("kl_weight", self.kl_weight)
         _ratio("sweep_ratio", self.sweep_ratio)
-        for name in ("entangled", "channels_last", "deterministic"):
+        _choice("method", self.method, METHODS)
+        for name in ("kl_clamped", "channels_last", "deterministic"):
             _bool(name, getattr(self, name))
         _choice("precision", self.precision, ("fp32", "bf16"))
         _choice("device", self.device, ("auto", "cpu", "cuda"))
@@ -150,10 +164,18 @@ class TrainConfig:
         d["model"] = self.model.to_dict()
         return d
 
+    @property
+    def entangled(self) -> bool:
+        """True when batches are random images with no clamped groups (every method but the DC-IGN)."""
+        return self.method != "dcign"
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
         d["model"] = ModelConfig.from_dict(d["model"])
+        if "entangled" in d:  # checkpoints written before methods had names
+            d.setdefault("method", "vae" if d.pop("entangled") else "dcign")
+            d.setdefault("kl_clamped", True)  # those runs put the KL on every latent
         return cls(**d).validate()
 
 

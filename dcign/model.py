@@ -18,12 +18,20 @@ from dcign.clamp import clamp_to_batch_mean, invariance_penalty
 from dcign.config import GROUPS, ModelConfig
 
 
+def _conv_block(cfg: ModelConfig, c_in: int, c_out: int, k: int) -> list[nn.Module]:
+    """conv k x k "same" (-> GroupNorm when cfg.norm == "group") -> ReLU."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, padding=k // 2)]
+    if cfg.norm == "group":  # per-image statistics: a sweep batch's shared face leaves them unchanged
+        layers.append(nn.GroupNorm(min(cfg.norm_groups, c_out), c_out))
+    return [*layers, nn.ReLU()]
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         layers, c = [], cfg.channels
         for f in cfg.filters:
-            layers += [nn.Conv2d(c, f, cfg.enc_kernel, padding=cfg.enc_kernel // 2), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [*_conv_block(cfg, c, f, cfg.enc_kernel), nn.MaxPool2d(2)]
             c = f
         self.convs = nn.Sequential(*layers)
         self.fc = nn.Linear(c * cfg.feature_size**2, 2 * cfg.latent)
@@ -44,7 +52,7 @@ class Decoder(nn.Module):
         outs = [*reversed(cfg.filters[:-1]), cfg.filters[0]]
         layers, c, k = [], cfg.filters[-1], cfg.dec_kernel
         for f in outs:
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, f, k, padding=k // 2), nn.ReLU()]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), *_conv_block(cfg, c, f, k)]
             c = f
         self.ups = nn.Sequential(*layers)
         self.out = nn.Conv2d(c, cfg.channels, k, padding=k // 2)
@@ -75,11 +83,13 @@ class DCIGN(nn.Module):
         # Group id of every latent, to build the clamp mask of an active group on the right device.
         group_id = torch.cat([torch.full((sl.stop - sl.start,), i) for i, sl in enumerate(self.groups.values())])
         self.register_buffer("group_id", group_id, persistent=False)
-        if cfg.init_std > 0:
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.normal_(m.weight, std=cfg.init_std)
-                    nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, nn.Linear) and cfg.init_std > 0:
+                nn.init.normal_(m.weight, std=cfg.init_std)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d) and cfg.conv_init == "he":  # variance-preserving through ReLUs
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (N, C, R, R) in [0, 1] -> mean and log-variance of q(z|x), (N, D) each."""
@@ -114,8 +124,15 @@ class DCIGN(nn.Module):
         return Output(self.decoder(z_dec), mu, logvar, z)
 
 
-def loss_terms(model: DCIGN, out: Output, x: torch.Tensor, active: str | None) -> dict[str, torch.Tensor]:
-    """Per-image reconstruction NLL, KL to N(0, I) and (unweighted) invariance penalty, averaged over the batch."""
+def loss_terms(
+    model: DCIGN, out: Output, x: torch.Tensor, active: str | None, kl_clamped: bool = True
+) -> dict[str, torch.Tensor]:
+    """Per-image reconstruction NLL, KL to N(0, I) and (unweighted) invariance penalty, averaged over the batch.
+
+    ``kl_clamped=False`` leaves the clamped latents of a sweep batch out of the KL, as the
+    released code zeroed their whole gradient: within such a batch only the active group
+    pays for its information.
+    """
     cfg = model.config
     logits = out.logits.float()
     if cfg.recon == "bernoulli":
@@ -123,7 +140,10 @@ def loss_terms(model: DCIGN, out: Output, x: torch.Tensor, active: str | None) -
     else:  # gaussian with fixed sigma, constant dropped
         nll = (torch.sigmoid(logits) - x).pow(2) / (2 * cfg.gaussian_std**2)
     recon = nll.flatten(1).sum(1).mean()
-    kl = 0.5 * (out.mu.pow(2) + out.logvar.exp() - 1 - out.logvar).sum(1).mean()
+    kl_each = 0.5 * (out.mu.pow(2) + out.logvar.exp() - 1 - out.logvar)  # (N, D)
+    if active is not None and not kl_clamped:
+        kl_each = kl_each * (~model.clamp_mask(active)).to(kl_each.dtype)
+    kl = kl_each.sum(1).mean()
     with torch.no_grad():
         if active is None:
             inv = torch.zeros((), device=x.device)

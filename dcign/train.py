@@ -76,7 +76,7 @@ def train_step(
         with contextlib.nullcontext() if last else model.no_sync():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                 out = model(x, active=active, invariance=cfg.invariance / k, eps=eps)
-            t = loss_terms(raw, out, x, active)
+            t = loss_terms(raw, out, x, active, cfg.kl_clamped)
             objective = t["recon"] + cfg.kl_weight * t["kl"]  # the clamp injects the invariance gradient itself
             (objective / k).backward()
         loss = objective.detach() + cfg.invariance * t["invariance"]
@@ -284,7 +284,7 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
             "images_per_s": (done - start) * images_per_step / wall if done > start else 0.0,
             "data_fraction": data_time / step_time if step_time else 0.0,
             "elapsed_s": wall,
-            "entangled": cfg.entangled,
+            "method": cfg.method,
             "world_size": world,
             "device": device.type,
             "precision": cfg.precision,

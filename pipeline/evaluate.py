@@ -1,17 +1,21 @@
-"""Evaluate trained models: reconstruction, latent-vs-truth, disentanglement, re-rendering, recognition.
+"""``dcign-evaluate``: score trained models on held-out data and write metrics, latents and plots.
 
-``dcign-evaluate`` (the DVC ``evaluate`` stage) encodes the held-out test batches
-and the factor grid with every model it is given (the DC-IGN and the entangled
-baseline), and writes (each output complete in a scratch directory first, then renamed into place):
+The DVC ``evaluate`` stage. For every model (the DC-IGN and the entangled baseline) it encodes the
+test sweeps, the factor grid and the recognition set, scores them with :mod:`pipeline.scoring`,
+and writes into ``--out`` (each output complete in a scratch directory first, then renamed in):
 
-- ``metrics.json``: per model, every score below (``dvc metrics show`` reads it);
-- ``latents/<model>.npz``: grid latent means/log-variances with factor values and indices;
-- ``plots/scatter/<model>_<factor>.json``: assigned latent against the true angle (test batches);
+- ``metrics.json``: per model every score (``dvc metrics show`` reads it), and raw pixels'
+  recognition as the reference;
+- ``latents/<model>.npz``: grid latent means/log-variances with factor values and indices, and
+  the KL of every latent on the test images;
+- ``calibration/<model>.npz``: the latent <-> angle calibration fitted on the test sweeps
+  (``dcign-rerender`` and ``dcign-fit`` read it);
+- ``plots/scatter/<model>_<factor>.json``: the factor's latent against the true angle (test sweeps);
 - ``plots/images/*.png``: scatter plots, latent traversals and re-render grids.
 
-For the DC-IGN a factor's latent is the first unit of its group; for a model
-without groups (the baseline) it is the single latent that correlates best with
-the factor on the grid, as in the paper's Figure 7 comparison.
+Which latents stand for a factor: a DC-IGN's assigned group; for a model without groups, its best
+single latent, chosen on the test sweeps and scored on the grid (selection and scoring on
+different data).
 """
 
 from __future__ import annotations
@@ -20,256 +24,187 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
 
+from pipeline import calibration as C
 from pipeline import metrics as M
+from pipeline import scoring as S
 from pipeline.encode import decode, encode
 from pipeline.params import ParamsError, get, load_params
 from render.shards import FACTORS, RenderedDataset, ShardError, load_dataset
 
-OUTPUTS = ("latents", "plots/scatter", "plots/images", "metrics.json")  # written together, then swapped in
-SWEEP_FACTOR = {"azimuth": "azimuth", "elevation": "elevation", "light": "light"}
+# Written together, then swapped in.
+OUTPUTS = ("latents", "calibration", "plots/scatter", "plots/images", "metrics.json")
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    seed: int = 0  # seeds every sampled score
-    encode_batch: int = 256  # images per forward pass
-    score_samples: int = 2000  # training points for the beta-VAE / FactorVAE classifiers (half as many to test)
-    mig_samples: int = 2000  # Monte Carlo samples per latent for the continuous MIG
-    rerender_pairs: int = 300  # (source, target) grid pairs per factor for re-rendering scores
-    traversal_faces: int = 4  # faces shown in the traversal and re-render pictures
+def _flat_images(d: RenderedDataset) -> np.ndarray:
+    if d.images.ndim == 5:
+        raise ShardError("evaluation needs greyscale renders (render.colour: grey)")
+    return d.images.reshape(-1, d.resolution, d.resolution)
 
 
-# --- per-model pieces ------------------------------------------------------------------------------
-def factor_latents(model, mu_grid: np.ndarray, grid_factors: dict) -> dict[str, dict]:
-    """Which latent(s) stand for each factor: the DC-IGN's groups, or the baseline's best single latents."""
-    groups = getattr(model, "groups", None)
-    out = {}
-    for f in FACTORS:
-        if groups is not None and not getattr(model, "entangled", False):
-            sl = groups[f]
-            out[f] = {"slice": sl, "index": sl.start, "kind": "group"}
-        else:
-            best = M.best_single_latent(mu_grid, grid_factors[f])
-            i = max(int(best["index"]), 0)  # -1 when every latent is constant (a collapsed model)
-            out[f] = {"slice": slice(i, i + 1), "index": i, "kind": "best-single"}
-    return out
+def score_model(model, method: str, data: dict, cfg: S.EvalConfig) -> tuple[dict, dict]:
+    """Every score of one model, and the arrays its pictures and files need."""
+    from dcign.config import GROUPED_METHODS
 
-
-def test_factor_scores(mu: np.ndarray, data: RenderedDataset, coords: dict) -> tuple[dict, dict]:
-    """Figure 6: assigned latent vs true angle, pooled over the single-factor test batches."""
-    scores, scatter = {}, {}
-    for sweep, f in SWEEP_FACTOR.items():
-        sel = data.sweep == sweep
-        if not sel.any():
-            continue
-        latent = mu.reshape(data.n_batches, data.batch_size, -1)[sel][..., coords[f]["index"]].ravel()
-        truth = data.factor(f)[sel].ravel()
-        c = M.latent_factor_correlation(latent, truth)
-        scores[f] = {
-            "pearson": c["pearson"],
-            "abs_pearson": abs(c["pearson"]),
-            "spearman": c["spearman"],
-            "r2": c["r2"],
-            "latent_index": coords[f]["index"],
-        }
-        scatter[f] = (truth, latent)
-    return scores, scatter
-
-
-def invariance_scores(mu: np.ndarray, data: RenderedDataset, group_slices: dict) -> dict:
-    by_batch = list(mu.reshape(data.n_batches, data.batch_size, -1))
-    active = [SWEEP_FACTOR.get(s, "intrinsic") for s in data.sweep]
-    return M.invariance_ratio(by_batch, group_slices, active)
-
-
-def grid_layout(grid: RenderedDataset) -> tuple[np.ndarray, list[int], dict]:
-    """Factor indices (N, 4) over (identity, azimuth, elevation, light), sizes, and flat factor values."""
-    flat = {f: grid.factor(f).ravel() for f in (*FACTORS, "identity")}
-    idx, sizes = [], []
-    for f in ("identity", *FACTORS):
-        values, inverse = np.unique(flat[f], return_inverse=True)
-        idx.append(inverse)
-        sizes.append(len(values))
-    return np.stack(idx, axis=1), sizes, flat
-
-
-def disentanglement_scores(mu, logvar, idx, sizes, cfg: EvalConfig) -> dict:
-    """Standard scores on the grid's latent means (factors: identity, azimuth, elevation, light)."""
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(mu))
-    half = len(mu) // 2
-    tr, te = order[:half], order[half:]
-    pose = [1, 2, 3]  # azimuth, elevation, light: the factors the paper's groups target
-    mig_c = M.mig_continuous(
-        mu, logvar, idx[:, pose], [sizes[i] for i in pose], n_samples=cfg.mig_samples, seed=cfg.seed
-    )
-    # DCI and SAP fit linear predictors, which only make sense for ordered factors: the angles.
-    angles = idx[:, pose].astype(float)
-    dci = M.dci(mu[tr], angles[tr], mu[te], angles[te])
-    return {
-        "mig": M.mig(mu, idx)["mig"],
-        "mig_continuous": mig_c["mig"],
-        "mig_continuous_per_factor": dict(zip(FACTORS, mig_c["mig_per_factor"], strict=True)),
-        "dci_disentanglement": dci["disentanglement"],
-        "dci_completeness": dci["completeness"],
-        "dci_informativeness": dci["informativeness"],
-        "sap": M.sap(mu[tr], angles[tr], mu[te], angles[te])["sap"],
-        "beta_vae_accuracy": M.beta_vae_score(
-            mu, idx, sizes, n_train=cfg.score_samples, n_eval=cfg.score_samples // 2, seed=cfg.seed
-        )["eval_accuracy"],
-        "factor_vae_accuracy": M.factor_vae_score(
-            mu, idx, sizes, n_train=cfg.score_samples, n_eval=cfg.score_samples // 2, seed=cfg.seed
-        )["eval_accuracy"],
+    test = data["test"]
+    test_x, grid_x, recog_x = data["test_images"], data["grid_images"], data["recognition_images"]
+    mu_t, lv_t = encode(model, test_x, cfg.encode_batch)
+    mu_g, lv_g = encode(model, grid_x, cfg.encode_batch)
+    mu_r, _ = encode(model, recog_x, cfg.encode_batch)
+    grouped = method in GROUPED_METHODS
+    coords = S.factor_latents(grouped, model.groups, mu_t, test)
+    groups = S.index_groups(coords, mu_t.shape[1])
+    codes = mu_t.reshape(test.n_batches, test.batch_size, -1)
+    sweeps = {
+        f: (codes[test.sweep == f].reshape(-1, codes.shape[-1]), test.factor(f)[test.sweep == f].ravel())
+        for f in FACTORS
     }
+    flat = data["grid_flat"]  # the grid spans each factor's rendered range, ends included
+    spans = {f: (float(flat[f].min()), float(flat[f].max())) for f in FACTORS}
+    calib = C.fit({f: v for f, v in sweeps.items() if len(v[1])}, {f: coords[f]["latents"] for f in FACTORS}, spans)
 
-
-def rerender_scores(model, images, mu, idx, sizes, coords, cfg: EvalConfig) -> tuple[dict, dict]:
-    """Edit one factor's latent(s) to a target angle, decode, compare with the true render at that angle.
-
-    The latent value for a target angle is the mean code of that factor's latent(s)
-    over grid images at that angle. Baseline: the input image itself.
-    """
-    rng = np.random.default_rng(cfg.seed + 1)
-    # Grid position -> flat row, to find the true image at the target angle.
-    lookup = {tuple(r): i for i, r in enumerate(idx)}
-    out, examples = {}, {}
-    for k, f in enumerate(FACTORS, start=1):
-        sl = coords[f]["slice"]
-        target_code = np.stack([mu[idx[:, k] == v][:, sl].mean(axis=0) for v in range(sizes[k])])
-        src = rng.integers(len(mu), size=cfg.rerender_pairs)
-        tgt_val = (idx[src, k] + rng.integers(1, sizes[k], size=len(src))) % sizes[k]  # always a different angle
-        tgt = []
-        for s, v in zip(src, tgt_val, strict=True):
-            key = list(idx[s])
-            key[k] = v
-            tgt.append(lookup[tuple(key)])
-        tgt = np.array(tgt)
-        edited = mu[src].copy()
-        edited[:, sl] = target_code[tgt_val]
-        pred = decode(model, edited, cfg.encode_batch)
-        truth = images[tgt].astype(np.float32) / 255.0
-        source = images[src].astype(np.float32) / 255.0
-        out[f] = {
-            "psnr": M.psnr(pred, truth),
-            "ssim": M.ssim(pred, truth),
-            "input_psnr": M.psnr(source, truth),
-            "input_ssim": M.ssim(source, truth),
-        }
-        out[f]["psnr_gain"] = out[f]["psnr"] - out[f]["input_psnr"]
-        n = cfg.traversal_faces
-        examples[f] = np.stack([source[:n], pred[:n], truth[:n]], axis=1)  # (n, 3, R, R)
-    return out, examples
-
-
-def recognition_scores(features: np.ndarray, idx: np.ndarray, sizes: list[int]) -> dict:
-    """Identify faces across azimuth: gallery at the most frontal azimuth, probes at every other azimuth.
-
-    Elevation and light are held at their middle grid value, so only the pose differs.
-    """
-    frontal = sizes[1] // 2
-    mid = (idx[:, 2] == sizes[2] // 2) & (idx[:, 3] == sizes[3] // 2)
-    gallery = mid & (idx[:, 1] == frontal)
-    probes = mid & (idx[:, 1] != frontal)
-    return M.identification_accuracy(features[gallery], idx[gallery, 0], features[probes], idx[probes, 0])
+    recon = decode(model, mu_t, cfg.encode_batch)
+    r: dict = {"method": method}
+    r["reconstruction"] = S.reconstruction_scores(test_x / 255.0, recon, test.identity.ravel(), cfg)
+    r["factors"] = S.factor_scores(mu_g, data["grid_flat"], coords, cfg)
+    r["invariance"] = S.invariance_scores(mu_t, test, groups)
+    r["latents"] = S.latent_diagnostics(mu_t, lv_t, groups)
+    r["disentanglement"] = S.disentanglement_scores(mu_g, lv_g, data["grid_idx"], data["grid_sizes"], cfg)
+    r["rerender"], examples = S.rerender_scores(
+        lambda z: decode(model, z, cfg.encode_batch),
+        grid_x,
+        mu_g,
+        data["grid_idx"],
+        data["grid_sizes"],
+        data["grid_flat"],
+        calib,
+        data["mean_image"],
+        cfg,
+    )
+    split = data["recognition_split"]
+    r["recognition"] = {"whole": S.recognition_scores(mu_r, split, cfg)}
+    if grouped:  # the paper's claim: the intrinsic group alone recognises faces across pose
+        r["recognition"]["intrinsic"] = S.recognition_scores(mu_r[:, model.groups["intrinsic"]], split, cfg)
+    extras = {
+        "mu_grid": mu_g,
+        "logvar_grid": lv_g,
+        "kl_per_latent": np.asarray(M.kl_per_latent(mu_t, lv_t)),
+        "calibration": calib,
+        "coords": coords,
+        "scatter": S.sweep_scatter(mu_t, test, coords),
+        "examples": examples,
+    }
+    return r, extras
 
 
 def traversal(model, mu_row: np.ndarray, coords: dict, mu_all: np.ndarray, steps: int = 9) -> np.ndarray:
     """(3, steps, R, R): vary each factor's latent(s) across its observed range for one face."""
     rows = []
     for f in FACTORS:
-        sl = coords[f]["slice"]
-        lo, hi = np.percentile(mu_all[:, sl], 2, axis=0), np.percentile(mu_all[:, sl], 98, axis=0)
+        lat = coords[f]["latents"]
+        lo, hi = np.percentile(mu_all[:, lat], 2, axis=0), np.percentile(mu_all[:, lat], 98, axis=0)
         codes = np.repeat(mu_row[None], steps, axis=0)
-        codes[:, sl] = lo + np.linspace(0, 1, steps)[:, None] * (hi - lo)
+        codes[:, lat] = lo + np.linspace(0, 1, steps)[:, None] * (hi - lo)
         rows.append(decode(model, codes))
     return np.stack(rows)
 
 
-# --- the stage ------------------------------------------------------------------------------------
-def evaluate(models: dict[str, Path], test_dirs: list[Path], grid_dir: Path, out_dir: Path, cfg: EvalConfig) -> dict:
-    """Score every model; write metrics, latents and plots into ``out_dir`` (replaced atomically)."""
-    from dcign.checkpoint import load_model
-    from pipeline import plots
-
+def load_data(test_dirs, grid_dir, recognition_dir, train_dirs, cfg: S.EvalConfig) -> dict:
+    """The held-out sets (and the training images for the mean-image reference), flattened once."""
     test = load_dataset(test_dirs)
     grid = load_dataset([grid_dir])
-    idx, sizes, grid_flat = grid_layout(grid)
-    test_images = test.images.reshape(-1, test.resolution, test.resolution)
-    grid_images = grid.images.reshape(-1, grid.resolution, grid.resolution)
+    recog = load_dataset([recognition_dir])
+    train = load_dataset(train_dirs)
+    res = {d.resolution for d in (test, grid, recog, train)}
+    if len(res) != 1:
+        raise ShardError(f"test, grid, recognition and training data disagree on the resolution ({sorted(res)})")
+    idx, sizes, flat = S.grid_layout(grid)
+    train_factors = np.stack([train.factor(f).ravel() for f in FACTORS], axis=1)
+    ranges = np.ptp(np.concatenate([train_factors, np.stack([flat[f] for f in FACTORS], axis=1)]), axis=0)
+    return {
+        "test": test,
+        "grid": grid,
+        "recognition": recog,
+        "resolution": res.pop(),
+        "test_images": _flat_images(test),
+        "grid_images": _flat_images(grid),
+        "recognition_images": _flat_images(recog),
+        "grid_idx": idx,
+        "grid_sizes": sizes,
+        "grid_flat": flat,
+        "recognition_split": S.recognition_split(recog),
+        "mean_image": S.MeanImage(_flat_images(train), train_factors, ranges, cfg.mean_image_neighbours),
+    }
+
+
+def evaluate(models: dict[str, Path], data: dict, out_dir: Path, cfg: S.EvalConfig, progress: bool = False) -> dict:
+    """Score every model; write metrics, latents, calibrations and plots into ``out_dir`` (swapped in)."""
+    from tqdm import tqdm
+
+    from dcign.checkpoint import load_model, trained_method
+    from pipeline import plots
 
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "latents").mkdir(parents=True)
-    (tmp / "plots" / "scatter").mkdir(parents=True)
-    (tmp / "plots" / "images").mkdir(parents=True)
-
-    results: dict = {}
-    for name, path in models.items():
-        model, mcfg, info = load_model(path)
-        if mcfg.resolution != test.resolution or mcfg.resolution != grid.resolution:
-            raise ShardError(
-                f"{path}: model resolution {mcfg.resolution} does not match the data "
-                f"({test.resolution}, grid {grid.resolution})"
-            )
-        model.entangled = bool(info.get("entangled", False))
-        mu_t, _ = encode(model, test_images, cfg.encode_batch)
-        mu_g, lv_g = encode(model, grid_images, cfg.encode_batch)
-        coords = factor_latents(model, mu_g, grid_flat)
-        recon = decode(model, mu_t, cfg.encode_batch)
-        r = {"reconstruction": M.reconstruction_metrics(test_images.astype(np.float32) / 255.0, recon)}
-        r["factors"], scatter = test_factor_scores(mu_t, test, coords)
-        r["invariance"] = invariance_scores(mu_t, test, model.groups)
-        r["disentanglement"] = disentanglement_scores(mu_g, lv_g, idx, sizes, cfg)
-        r["rerender"], examples = rerender_scores(model, grid_images, mu_g, idx, sizes, coords, cfg)
-        intrinsic = mu_g[:, model.groups["intrinsic"]] if not model.entangled else mu_g
-        r["recognition_top1"] = recognition_scores(intrinsic, idx, sizes)["top1"]
-        results[name] = r
-
-        np.savez(
-            tmp / "latents" / f"{name}.npz",
-            mu=mu_g,
-            logvar=lv_g,
-            factor_indices=idx,
-            factor_names=np.array(["identity", *FACTORS]),
-            factor_sizes=np.array(sizes),
-            **{f: grid_flat[f] for f in (*FACTORS, "identity")},
-        )
-        for f, (truth, latent) in scatter.items():
-            rows = [{"truth": float(t), "latent": float(z)} for t, z in zip(truth, latent, strict=True)]
-            (tmp / "plots" / "scatter" / f"{name}_{f}.json").write_text(json.dumps(rows))
-        plots.scatter_png(tmp / "plots" / "images" / f"{name}_latent_vs_truth.png", scatter, name)
-        frontal = np.flatnonzero(
-            (idx[:, 1] == sizes[1] // 2) & (idx[:, 2] == sizes[2] // 2) & (idx[:, 3] == sizes[3] // 2)
-        )[: cfg.traversal_faces]
-        plots.traversal_png(
-            tmp / "plots" / "images" / f"{name}_traversal.png",
-            [traversal(model, mu_g[i], coords, mu_g) for i in frontal],
-            FACTORS,
-        )
-        plots.rerender_png(tmp / "plots" / "images" / f"{name}_rerender.png", examples)
-
-    results["pixels"] = {
-        "recognition_top1": recognition_scores(
-            grid_images.reshape(len(grid_images), -1).astype(np.float32), idx, sizes
-        )["top1"]
-    }
-    (tmp / "metrics.json").write_text(json.dumps(_finite(results), indent=2, sort_keys=True) + "\n")
-    # Swap each output in by rename; other files there (DVC's .gitignore) stay.
-    for rel in OUTPUTS:
-        target = out_dir / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(tmp / rel, target)
-    shutil.rmtree(tmp)
+    for sub in ("latents", "calibration", "plots/scatter", "plots/images"):
+        (tmp / sub).mkdir(parents=True)
+    try:
+        results: dict = {}
+        for name, path in tqdm(models.items(), desc="evaluate", unit="model", disable=not progress, file=sys.stderr):
+            model, mcfg, info = load_model(path)
+            method = trained_method(info, path)
+            if mcfg.resolution != data["resolution"]:
+                raise ShardError(
+                    f"{path}: model resolution {mcfg.resolution} does not match the data ({data['resolution']})"
+                )
+            r, ex = score_model(model, method, data, cfg)
+            results[name] = r
+            _write_model_files(tmp, name, model, data, ex, cfg, plots)
+        pix = data["recognition_images"].reshape(len(data["recognition_images"]), -1).astype(np.float32)
+        results["pixels"] = {"recognition": {"whole": S.recognition_scores(pix, data["recognition_split"], cfg)}}
+        (tmp / "metrics.json").write_text(json.dumps(_finite(results), indent=2, sort_keys=True) + "\n")
+        # Swap each output in by rename; other files there (DVC's .gitignore) stay.
+        for rel in OUTPUTS:
+            target = out_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(tmp / rel, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return results
+
+
+def _write_model_files(tmp: Path, name: str, model, data: dict, ex: dict, cfg: S.EvalConfig, plots) -> None:
+    idx, sizes, flat = data["grid_idx"], data["grid_sizes"], data["grid_flat"]
+    np.savez(
+        tmp / "latents" / f"{name}.npz",
+        mu=ex["mu_grid"],
+        logvar=ex["logvar_grid"],
+        factor_indices=idx,
+        factor_names=np.array(["identity", *FACTORS]),
+        factor_sizes=np.array(sizes),
+        kl_per_latent=ex["kl_per_latent"],
+        **{f: flat[f] for f in (*FACTORS, "identity")},
+    )
+    C.save(tmp / "calibration" / f"{name}.npz", ex["calibration"])
+    for f, (truth, latent) in ex["scatter"].items():
+        rows = [{"truth": float(t), "latent": float(z)} for t, z in zip(truth, latent, strict=True)]
+        (tmp / "plots" / "scatter" / f"{name}_{f}.json").write_text(json.dumps(rows))
+    images = tmp / "plots" / "images"
+    plots.scatter_png(images / f"{name}_latent_vs_truth.png", ex["scatter"], name)
+    middle = (idx[:, 1] == sizes[1] // 2) & (idx[:, 2] == sizes[2] // 2) & (idx[:, 3] == sizes[3] // 2)
+    frontal = np.flatnonzero(middle)[: cfg.traversal_faces]
+    mu_g = ex["mu_grid"]
+    plots.traversal_png(
+        images / f"{name}_traversal.png", [traversal(model, mu_g[i], ex["coords"], mu_g) for i in frontal], FACTORS
+    )
+    plots.rerender_png(images / f"{name}_rerender.png", ex["examples"])
 
 
 def _finite(obj):
@@ -285,18 +220,30 @@ def _finite(obj):
     return obj
 
 
-def config_from_params(p: dict) -> EvalConfig:
-    return EvalConfig(
+def config_from_params(p: dict) -> S.EvalConfig:
+    def positive(key: str) -> int:
+        return get(p, f"evaluate.{key}", int, positive=True)
+
+    return S.EvalConfig(
         seed=get(p, "seed", int),
-        encode_batch=get(p, "evaluate.encode_batch", int, positive=True),
-        score_samples=get(p, "evaluate.score_samples", int, positive=True),
-        mig_samples=get(p, "evaluate.mig_samples", int, positive=True),
-        rerender_pairs=get(p, "evaluate.rerender_pairs", int, positive=True),
-        traversal_faces=get(p, "evaluate.traversal_faces", int, positive=True),
+        **{
+            k: positive(k)
+            for k in (
+                "encode_batch",
+                "score_samples",
+                "mig_samples",
+                "rerender_pairs",
+                "traversal_faces",
+                "bootstrap",
+                "mig_halves",
+                "mean_image_neighbours",
+                "dci_trees",
+            )
+        },
     )
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
 @click.option(
     "--model",
@@ -315,29 +262,50 @@ def config_from_params(p: dict) -> EvalConfig:
     help="held-out test sweep directory (repeatable)",
 )
 @click.option("--grid", "grid_dir", required=True, type=click.Path(file_okay=False), help="factor grid directory")
+@click.option(
+    "--recognition",
+    "recognition_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="recognition set directory",
+)
+@click.option(
+    "--train",
+    "train_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(file_okay=False),
+    help="training sweep directory, for the mean-image reference of re-rendering (repeatable)",
+)
 @click.option("--out", "out_dir", default="eval", show_default=True, type=click.Path(file_okay=False))
-def main(params_path, model_specs, test_dirs, grid_dir, out_dir):
-    """Score trained models on held-out data; write eval/metrics.json and plots."""
+@click.option("--progress/--no-progress", default=True, help="Show a tqdm progress bar.")
+def main(params_path, model_specs, test_dirs, grid_dir, recognition_dir, train_dirs, out_dir, progress):
+    """Score trained models on held-out data; write eval/metrics.json, latents, calibrations and plots."""
     from dcign.checkpoint import CheckpointError
 
     cfg = config_from_params(load_params(params_path))
     models = {}
     for spec in model_specs:
         name, sep, path = spec.partition("=")
-        if not sep or not name.isidentifier() or not path:
-            raise click.BadParameter(f"expected NAME=DIR, got {spec!r}", param_hint="--model")
+        if not sep or not name.isidentifier() or not path or name == "pixels":
+            raise click.BadParameter(
+                f"expected NAME=DIR with NAME an identifier other than 'pixels', got {spec!r}", param_hint="--model"
+            )
         models[name] = Path(path)
     try:
-        results = evaluate(models, [Path(d) for d in test_dirs], Path(grid_dir), Path(out_dir), cfg)
-    except (ShardError, CheckpointError, ParamsError) as e:
+        data = load_data(
+            [Path(d) for d in test_dirs], Path(grid_dir), Path(recognition_dir), [Path(d) for d in train_dirs], cfg
+        )
+        results = evaluate(models, data, Path(out_dir), cfg, progress=progress)
+    except (ShardError, CheckpointError, ParamsError, C.CalibrationError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or out_dir}: {e.strerror or e}") from None
     for name, r in results.items():
         if "factors" in r:
-            az = r["factors"].get("azimuth", {}).get("abs_pearson")
+            az = r["factors"]["azimuth"]["abs_pearson"]
             print(
-                f"{name}: recon PSNR {r['reconstruction']['psnr']:.2f} dB, |corr(azimuth)| {az}, "
+                f"{name}: recon PSNR {r['reconstruction']['psnr']:.2f} dB, |corr(azimuth)| {az:.3f}, "
                 f"MIG {r['disentanglement']['mig_continuous']:.3f}",
                 file=sys.stderr,
             )

@@ -49,9 +49,12 @@ def traversal_png(path: Path, traversals: list[np.ndarray], factors) -> None:
     _save(fig, path)
 
 
+RERENDER_COLUMNS = ["input", "edited", "truth", "dec(truth)", "mean img"]
+
+
 def rerender_png(path: Path, examples: dict[str, np.ndarray]) -> None:
-    """Per factor: rows of (input | edited | ground truth)."""
-    fig, axes = plt.subplots(1, len(examples), figsize=(2.6 * len(examples), 3.4), squeeze=False)
+    """Per factor: rows of (input | edited | ground truth | decode(mu_truth) | mean training image at the target)."""
+    fig, axes = plt.subplots(1, len(examples), figsize=(3.6 * len(examples), 3.4), squeeze=False)
     for ax, (f, ex) in zip(axes[0], examples.items(), strict=True):
-        _grid(ax, ex, f"re-render: {f}", col_labels=["input", "edited", "truth"])
+        _grid(ax, ex, f"re-render: {f}", col_labels=RERENDER_COLUMNS[: ex.shape[1]])
     _save(fig, path)

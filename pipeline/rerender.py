@@ -6,13 +6,11 @@ The image is turned grey (0.21 R + 0.72 G + 0.07 B, as the renders), resized to 
 resolution, encoded; the latent group of every ``--set`` factor is replaced by the code for the
 target angle, and the result is decoded and written (at the model's resolution, or ``--size``).
 
-Calibration (angle -> group code) comes from a latents file written by ``dcign-evaluate``
-(``eval/latents/<model>.npz``: grid latent means ``mu`` and per-image angles in degrees).
-For each factor it holds the sorted grid angles and, at each, the mean code of the factor's
-group over the grid images at that angle; codes between grid angles are linearly interpolated
-per latent dimension (``np.interp``). The same per-angle mean codes are what the evaluation's
-re-rendering score uses. Angles outside the calibrated grid range are refused: the model never
-saw them.
+The code for a target angle comes from the calibration that ``dcign-evaluate`` fits on the
+test sweeps and writes to ``eval/calibration/<model>.npz`` (see :mod:`pipeline.calibration`):
+the factor's latents (a DC-IGN's group, or a baseline's best single latent) are set to the
+calibrated code for that angle. The same calibration is what the evaluation's re-rendering
+score uses. Angles outside the calibrated range are refused: the model never saw them.
 """
 
 from __future__ import annotations
@@ -24,12 +22,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from render.shards import GREY_WEIGHTS
+from pipeline import calibration as C
+from render.shards import FACTORS, GREY_WEIGHTS
 
-FACTORS = ("azimuth", "elevation", "light")  # the factors with an angle (identity has none)
-RANGE_TOL = 1e-6  # degrees; grid angles are stored as float32
-
-Calibration = dict[str, tuple[np.ndarray, np.ndarray]]
+RANGE_TOL = 1e-6  # degrees; sweep angles are stored as float32
 
 
 class RerenderError(ValueError):
@@ -87,62 +83,20 @@ def encode_image(image: np.ndarray, ext: str = ".png") -> bytes:
     return buf.tobytes()
 
 
-# --- calibration ------------------------------------------------------------------------------------
-def load_calibration(npz_path: str | Path, groups: dict[str, slice]) -> Calibration:
-    """Angle -> group code table per factor from an evaluation latents file.
-
-    Returns ``{factor: (angles (n,) float64 ascending, codes (n, group_size) float64)}`` where
-    ``codes[i]`` is the mean of ``mu[:, groups[factor]]`` over images whose factor equals
-    ``angles[i]``. Factors whose group is empty (size 0) are left out.
-    """
-    path = Path(npz_path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in ("mu", *FACTORS) if k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise RerenderError(f"{path}: unreadable calibration file ({e})") from None
-    missing = [k for k in ("mu", *FACTORS) if k not in arrays]
-    if missing:
-        raise RerenderError(f"{path}: not an evaluation latents file (missing {', '.join(missing)})")
-    mu = np.asarray(arrays["mu"], dtype=np.float64)
-    latent = max(sl.stop for sl in groups.values())
-    if mu.ndim != 2 or mu.shape[1] != latent:
-        raise RerenderError(
-            f"{path}: calibration has codes of shape {mu.shape}, the model has {latent} latents "
-            "(latents of a different model?)"
-        )
-    out: Calibration = {}
-    for f in FACTORS:
-        sl = groups[f]
-        values = np.asarray(arrays[f], dtype=np.float64).ravel()
-        if values.shape[0] != mu.shape[0]:
-            raise RerenderError(f"{path}: {f} has {values.shape[0]} values for {mu.shape[0]} codes")
-        if sl.stop <= sl.start:
-            continue
-        ok = np.isfinite(values) & np.isfinite(mu[:, sl]).all(axis=1)
-        angles, inverse = np.unique(values[ok], return_inverse=True)
-        if angles.size == 0:
-            raise RerenderError(f"{path}: no finite {f} codes to calibrate from")
-        sums = np.zeros((angles.size, sl.stop - sl.start))
-        np.add.at(sums, inverse, mu[ok, sl])
-        out[f] = (angles, sums / np.bincount(inverse)[:, None])
-    return out
-
-
-def code_for_angle(calibration: Calibration, factor: str, angle: float) -> np.ndarray:
-    """The factor's group code at ``angle`` degrees (linear between calibrated grid angles)."""
+# --- editing ---------------------------------------------------------------------------------------
+def code_for_angle(calibration: C.Calibration, factor: str, angle: float) -> np.ndarray:
+    """The factor's latents' code at ``angle`` degrees (refused outside the calibrated range)."""
     if factor not in calibration:
         known = ", ".join(calibration) or "none"
         raise RerenderError(f"{factor}: no calibration for this factor (calibrated: {known})")
-    angles, codes = calibration[factor]
-    lo, hi = float(angles[0]), float(angles[-1])
+    lo, hi = calibration[factor].range
     if not (lo - RANGE_TOL <= angle <= hi + RANGE_TOL):
-        raise RerenderError(f"{factor}={angle:g} is outside the calibrated (trained) range [{lo:g}, {hi:g}] degrees")
-    return np.array([np.interp(angle, angles, codes[:, j]) for j in range(codes.shape[1])])
+        raise RerenderError(f"{factor}={angle:g} is outside the calibrated (test sweep) range [{lo:g}, {hi:g}] degrees")
+    return calibration[factor].code(angle)
 
 
-def rerender(model, image: np.ndarray, edits: dict[str, float], calibration: Calibration) -> np.ndarray:
-    """Encode a uint8 grey (R, R) image, set each edited factor's group to its angle's code, decode.
+def rerender(model, image: np.ndarray, edits: dict[str, float], calibration: C.Calibration) -> np.ndarray:
+    """Encode a uint8 grey (R, R) image, set each edited factor's latents to its angle's code, decode.
 
     Returns uint8 (R, R). Without edits this is the model's reconstruction of the image.
     """
@@ -156,7 +110,8 @@ def rerender(model, image: np.ndarray, edits: dict[str, float], calibration: Cal
     for factor, angle in edits.items():
         if factor not in FACTORS:
             raise RerenderError(f"unknown factor {factor!r} (expected one of {', '.join(FACTORS)})")
-        z[0, model.groups[factor]] = code_for_angle(calibration, factor, float(angle))
+        code = code_for_angle(calibration, factor, float(angle))
+        z[0, calibration[factor].latents] = code
     out = decode(model, z.astype(np.float32))[0]  # (R, R) in [0, 1]
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
@@ -186,15 +141,15 @@ def parse_edits(items: tuple[str, ...]) -> dict[str, float]:
 
 
 def default_calibration(checkpoint: Path) -> Path | None:
-    """``eval/latents/<model dir name>.npz`` in the nearest ancestor of the checkpoint that has one.
+    """``eval/calibration/<model dir name>.npz`` in the nearest ancestor of the checkpoint that has one.
 
-    ``models/dcign`` -> ``eval/latents/dcign.npz``, as the DVC evaluate stage writes it.
+    ``models/dcign`` -> ``eval/calibration/dcign.npz``, as the DVC evaluate stage writes it.
     """
     ckpt = checkpoint.resolve()
     model_dir = ckpt if ckpt.is_dir() else ckpt.parent
     name = f"{model_dir.name}.npz"
     for root in model_dir.parents:
-        candidate = root / "eval" / "latents" / name
+        candidate = root / "eval" / "calibration" / name
         if candidate.is_file():
             return candidate
     return None
@@ -226,7 +181,7 @@ def default_calibration(checkpoint: Path) -> Path | None:
     "--calibration",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Latents .npz from dcign-evaluate. Default: eval/latents/<model dir name>.npz "
+    help="Calibration .npz from dcign-evaluate. Default: eval/calibration/<model dir name>.npz "
     "in an ancestor of the checkpoint.",
 )
 @click.option(
@@ -251,26 +206,21 @@ def main(checkpoint, image_path, sets, calibration, out_path, size):
     from render.shards import atomic_write_bytes
 
     try:
-        model, cfg, info = load_model(checkpoint)
+        model, cfg, _ = load_model(checkpoint)
     except CheckpointError as e:
         raise click.ClickException(str(e)) from None
-    if info.get("entangled") and edits:
-        raise click.ClickException(f"{checkpoint}: the entangled baseline has no factor groups to edit")
-    for f in edits:
-        if model.groups[f].stop <= model.groups[f].start:
-            raise click.ClickException(f"{checkpoint}: the model has no latents for {f} (z_{f} = 0)")
     try:
         image = read_image(image_path, cfg.resolution)
-        table: Calibration = {}
+        table: C.Calibration = {}
         if edits:
             if calibration is None:
                 calibration = default_calibration(checkpoint)
             if calibration is None:
                 raise RerenderError(
-                    f"no eval/latents/{_model_name(checkpoint)}.npz found above {checkpoint}; "
-                    "pass --calibration (a latents file written by dcign-evaluate)"
+                    f"no eval/calibration/{_model_name(checkpoint)}.npz found above {checkpoint}; "
+                    "pass --calibration (a calibration file written by dcign-evaluate)"
                 )
-            table = load_calibration(calibration, model.groups)
+            table = C.load(calibration, cfg.latent)
         out = rerender(model, image, edits, table)
         if size is not None and size != out.shape[0]:
             import cv2
@@ -278,7 +228,7 @@ def main(checkpoint, image_path, sets, calibration, out_path, size):
             out = cv2.resize(out, (size, size), interpolation=cv2.INTER_CUBIC)
         data = encode_image(out, out_path.suffix.lower() or ".png")
         atomic_write_bytes(out_path, data)
-    except RerenderError as e:
+    except (RerenderError, C.CalibrationError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or out_path}: {e.strerror or e}") from None

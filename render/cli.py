@@ -15,10 +15,11 @@ from pathlib import Path
 import click
 
 from pipeline.params import ParamsError, get, get_range, load_params
-from render.shards import ALL_SWEEPS, GRID, SWEEPS, ShardError
+from render.shards import ALL_SWEEPS, EVAL_SWEEPS, GRID, RECOGNITION, SWEEPS, ShardError
 from render.sweeps import SweepConfig
 
 GRID_KEYS = ("identities", "azimuths", "elevations", "lights")
+RECOGNITION_KEYS = ("identities", "azimuths")
 
 
 def _fail(message: str) -> None:
@@ -42,8 +43,8 @@ def job_from_options(params_path, split: str, sweep: str, batches: int | None, o
             return o[key]
         return get(p, dotted, kind, **kw) if p and default is None else get(p, dotted, kind, default=default, **kw)
 
-    if sweep == GRID and not p:
-        raise click.UsageError("--sweep grid needs --params (its sizes are evaluate.grid in params.yaml)")
+    if sweep in EVAL_SWEEPS and not p:
+        raise click.UsageError(f"--sweep {sweep} needs --params (its sizes are evaluate.{sweep} in params.yaml)")
     if not p and batches is None:
         raise click.UsageError("--batches is required without --params")
     ranges = {n: get_range(p, f"render.ranges.{n}") if p else SweepConfig().ranges[n] for n in SweepConfig().ranges}
@@ -53,16 +54,28 @@ def job_from_options(params_path, split: str, sweep: str, batches: int | None, o
         if p and split == "test":
             seed += get(p, "render.test_seed_offset", int, positive=True)
     grid = tuple(get(p, f"evaluate.grid.{k}", int, positive=True) for k in GRID_KEYS) if sweep == GRID else None
+    recog = None
+    if sweep == RECOGNITION:
+        recog = tuple(get(p, f"evaluate.recognition.{k}", int, positive=True) for k in RECOGNITION_KEYS)
     default_b = None if p else defaults.sweep_cfg.batch_size
-    batch_size = grid[1] if grid else pick("batch_size", "render.batch_size", int, default_b, positive=True)
+    if grid or recog:  # one batch holds every azimuth of one face
+        batch_size = grid[1] if grid else recog[1]
+    else:
+        batch_size = pick("batch_size", "render.batch_size", int, default_b, positive=True)
     sweep_cfg = SweepConfig(
         batch_size=batch_size,
         ranges=ranges,
         fixed_fraction=get(p, "render.fixed_fraction", float, default=1.0) if p else 1.0,
         **({"grid": grid} if grid else {}),
+        **({"recognition": recog} if recog else {}),
     )
     if batches is None:
-        batches = grid_batches(sweep_cfg) if grid else get(p, f"render.{split}_batches.{sweep}", int, positive=True)
+        if grid:
+            batches = grid_batches(sweep_cfg)
+        elif recog:
+            batches = recog[0]
+        else:
+            batches = get(p, f"render.{split}_batches.{sweep}", int, positive=True)
     default_bps = None if p else defaults.batches_per_shard
     job = RenderJob(
         sweep=sweep,
@@ -119,7 +132,8 @@ def with_common(f):
 @click.option(
     "--sweep",
     type=click.Choice(ALL_SWEEPS),
-    help="the one variable that changes within each batch ('grid': the evaluation factor grid)",
+    help="the one variable that changes within each batch ('grid': the evaluation factor grid; "
+    "'recognition': the recognition set, one face per batch at every recognition azimuth)",
 )
 @click.option("--batches", type=int, callback=_positive, help="number of batches to render")
 @click.option("--out", type=click.Path(file_okay=False), help="output directory for shards and manifest")

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from render import shards
-from render.shards import ALL_SWEEPS, GRID, ShardError
+from render.shards import ALL_SWEEPS, GRID, RECOGNITION, ShardError
 from render.sweeps import SweepConfig, batch_factors, grid_batches
 
 COLOURS = ("grey", "rgb")
@@ -38,7 +38,7 @@ COLOURS = ("grey", "rgb")
 class RenderJob:
     """Everything that determines a sweep's bytes (and nothing that doesn't, like worker counts)."""
 
-    sweep: str  # one of ALL_SWEEPS (the six training sweeps, or the evaluation grid)
+    sweep: str  # one of ALL_SWEEPS (the six training sweeps, the evaluation grid or the recognition set)
     n_batches: int  # render batches in this sweep
     seed: int = 0  # drives every random draw
     resolution: int = 64  # square image side, pixels
@@ -61,6 +61,9 @@ class RenderJob:
         self.sweep_cfg.validate()
         if self.sweep == GRID and self.n_batches != grid_batches(self.sweep_cfg):
             raise ValueError(f"the grid has {grid_batches(self.sweep_cfg)} batches, got batches={self.n_batches}")
+        if self.sweep == RECOGNITION and self.n_batches != int(self.sweep_cfg.recognition[0]):
+            n = int(self.sweep_cfg.recognition[0])
+            raise ValueError(f"the recognition set has {n} batches (one per identity), got batches={self.n_batches}")
 
     @property
     def n_shards(self) -> int:
@@ -92,6 +95,8 @@ def model_fingerprint(model) -> str:
 def job_config(job: RenderJob, fingerprint: str) -> dict:
     cfg = asdict(job)
     cfg["sweep_cfg"]["ranges"] = {k: list(map(float, v)) for k, v in job.sweep_cfg.ranges.items()}
+    if job.sweep != RECOGNITION:  # its sizes shape no other sweep's bytes
+        del cfg["sweep_cfg"]["recognition"]
     cfg["model_sha256"] = fingerprint
     cfg["format"] = shards.FORMAT
     return json.loads(json.dumps(cfg))  # as it reads back from disk (tuples become lists)

@@ -41,7 +41,12 @@ SWEEPS = ("azimuth", "elevation", "light", "shape", "texture", "intrinsic")
 # The evaluation grid (identities x azimuths x elevations x lights) is stored as a
 # pseudo-sweep: batch b holds every azimuth for one (identity, elevation, light).
 GRID = "grid"
-ALL_SWEEPS = (*SWEEPS, GRID)
+# The recognition set: batch b holds one identity at evenly spaced azimuths over the whole
+# range, with elevation and light drawn per image (invariant recognition across pose).
+RECOGNITION = "recognition"
+ALL_SWEEPS = (*SWEEPS, GRID, RECOGNITION)
+# Pseudo-sweeps whose sizes come from the evaluate section of params.yaml.
+EVAL_SWEEPS = (GRID, RECOGNITION)
 # Grey images use the paper's conversion of the RGB renders: 0.21 R + 0.72 G + 0.07 B.
 GREY_WEIGHTS = np.array([0.21, 0.72, 0.07], dtype=np.float32)
 # The sweep that varies each factor; shape/texture/intrinsic all vary identity.

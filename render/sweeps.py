@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from render.shards import ALL_SWEEPS, GRID
+from render.shards import ALL_SWEEPS, GRID, RECOGNITION
 
 # Paper ranges (degrees): azimuth about ±90, elevation about ±23, light azimuth about ±80.
 DEFAULT_RANGES = {"azimuth": (-90.0, 90.0), "elevation": (-23.0, 23.0), "light": (-80.0, 80.0)}
@@ -28,6 +28,8 @@ class SweepConfig:
     fixed_fraction: float = 1.0
     # Evaluation grid sizes (identities, azimuths, elevations, lights); only for the "grid" sweep.
     grid: tuple[int, int, int, int] = (10, 9, 5, 5)
+    # Recognition set sizes (identities, azimuths); only for the "recognition" sweep.
+    recognition: tuple[int, int] = (100, 13)
 
     def validate(self) -> None:
         if self.batch_size <= 0:
@@ -40,6 +42,8 @@ class SweepConfig:
                 raise ValueError(f"ranges.{name}: min must not exceed max, got [{lo}, {hi}]")
         if len(self.grid) != 4 or any(int(n) <= 0 for n in self.grid):
             raise ValueError(f"grid must be four positive sizes (ids, azimuths, elevations, lights), got {self.grid}")
+        if len(self.recognition) != 2 or any(int(n) <= 0 for n in self.recognition) or int(self.recognition[1]) < 2:
+            raise ValueError(f"recognition must be two positive sizes (ids, azimuths >= 2), got {self.recognition}")
         if not 0.0 <= self.fixed_fraction <= 1.0:
             raise ValueError(f"fixed_fraction must lie in [0, 1], got {self.fixed_fraction}")
 
@@ -76,6 +80,8 @@ def batch_factors(
         raise ValueError(f"unknown sweep {sweep!r}; choose one of {', '.join(ALL_SWEEPS)}")
     if sweep == GRID:
         return grid_factors(seed, batch_index, cfg, n_shape, n_albedo, n_identities)
+    if sweep == RECOGNITION:
+        return recognition_factors(seed, batch_index, cfg, n_shape, n_albedo, n_identities)
     rng = batch_rng(seed, sweep, batch_index)
     b = cfg.batch_size
     angles = {}
@@ -139,6 +145,39 @@ def grid_factors(
         "azimuth": values["azimuth"].copy(),
         "elevation": np.full(n_az, values["elevation"][j], np.float32),
         "light": np.full(n_az, values["light"][k], np.float32),
+        "identity": np.full(n_az, identity, np.int64),
+        "shape": np.tile(shape, (n_az, 1)),
+        "albedo": np.tile(albedo, (n_az, 1)),
+    }
+
+
+def recognition_azimuths(cfg: SweepConfig) -> np.ndarray:
+    """The recognition set's azimuths: evenly spaced over the range, endpoints included."""
+    return np.linspace(*cfg.ranges["azimuth"], int(cfg.recognition[1])).astype(np.float32)
+
+
+def recognition_factors(
+    seed: int, batch_index: int, cfg: SweepConfig, n_shape: int, n_albedo: int, n_identities: int | None = None
+) -> dict[str, np.ndarray]:
+    """Recognition batch ``b``: identity ``b`` at every recognition azimuth.
+
+    Elevation and light are drawn per image over their whole ranges, so two views of a face
+    differ in pose and light at once, as a recognition probe does.
+    """
+    n_id, n_az = (int(n) for n in cfg.recognition)
+    if cfg.batch_size != n_az:
+        raise ValueError(f"recognition batches hold every azimuth: batch_size must equal {n_az}, got {cfg.batch_size}")
+    if not 0 <= int(batch_index) < n_id:
+        raise ValueError(f"recognition batch {batch_index} is outside 0..{n_id - 1}")
+    face_rng = np.random.default_rng([int(seed), ALL_SWEEPS.index(RECOGNITION), int(batch_index)])
+    shape = face_rng.standard_normal(n_shape).astype(np.float32)
+    albedo = face_rng.standard_normal(n_albedo).astype(np.float32)
+    identity = int(face_rng.integers(n_identities)) if n_identities else int(batch_index)
+    view_rng = np.random.default_rng([int(seed), ALL_SWEEPS.index(RECOGNITION), int(batch_index), 1])
+    return {
+        "azimuth": recognition_azimuths(cfg),
+        "elevation": view_rng.uniform(*cfg.ranges["elevation"], n_az).astype(np.float32),
+        "light": view_rng.uniform(*cfg.ranges["light"], n_az).astype(np.float32),
         "identity": np.full(n_az, identity, np.int64),
         "shape": np.tile(shape, (n_az, 1)),
         "albedo": np.tile(albedo, (n_az, 1)),

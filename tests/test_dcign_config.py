@@ -33,7 +33,10 @@ def test_overrides():
     [
         ({"steps": -3}, "params.yaml: train.steps must be a positive integer, got -3"),
         ({"steps": 2.5}, "train.steps must be a positive integer, got 2.5"),
-        ({"entangled": "yes"}, "train.entangled must be true or false"),
+        ({"kl_clamped": "yes"}, "train.kl_clamped must be true or false"),
+        ({"method": "gan"}, "train.method must be one of dcign, vae, got 'gan'"),
+        ({"entangled": True}, "unknown parameter train.entangled"),
+        ({"norm": "batch"}, "train.norm must be one of none, group, got 'batch'"),
         ({"filters": [32, 0]}, "train.filters must be a positive integer, got 0"),
         ({"filters": []}, "train.filters must be a non-empty list"),
         ({"lr": 0}, "train.lr must be a positive number, got 0"),

@@ -111,3 +111,37 @@ def test_loss_terms():
     out = g(x)
     mse = (torch.sigmoid(out.logits) - x).pow(2).sum() / (2 * 0.25) / 4
     assert torch.allclose(loss_terms(g, out, x, None)["recon"], mse, rtol=1e-5)
+
+
+@pytest.mark.parametrize("active", ["azimuth", "intrinsic"])
+def test_kl_masking_removes_the_kl_gradient_of_clamped_latents(active):
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=16, **TINY))
+    x = torch.rand(5, 1, 16, 16)
+    out = model(x, active=active, invariance=0.0)
+    clamped = model.clamp_mask(active)
+    grads = {}
+    for kl_clamped in (False, True):
+        kl = loss_terms(model, out, x, active, kl_clamped)["kl"]
+        grads[kl_clamped] = torch.autograd.grad(kl, (out.mu, out.logvar), retain_graph=True)
+    for g in grads[False]:  # released code: the prior pulls only on the active group
+        assert torch.all(g[:, clamped] == 0) and torch.all(g[:, ~clamped].abs().sum(0) > 0)
+    for g in grads[True]:  # the prior on every latent
+        assert torch.all(g.abs().sum(0) > 0)
+    # The entangled baseline has no clamped latents: the flag changes nothing.
+    plain = model(x, active=None)
+    assert loss_terms(model, plain, x, None, False)["kl"] == loss_terms(model, plain, x, None, True)["kl"]
+
+
+@pytest.mark.parametrize("norm, conv_init", [("group", "default"), ("none", "he"), ("group", "he")])
+def test_normalisation_and_init_options_build_and_run(norm, conv_init):
+    torch.manual_seed(0)
+    cfg = ModelConfig(resolution=16, filters=(4, 8, 8), latent=8, norm=norm, norm_groups=4, conv_init=conv_init)
+    model = DCIGN(cfg)
+    n_norm = sum(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    assert n_norm == (6 if norm == "group" else 0)  # 3 encoder + 3 decoder hidden convs
+    if conv_init == "he":
+        w = model.encoder.convs[0].weight
+        assert abs(w.std().item() - (2 / w[0].numel()) ** 0.5) < 0.3 * (2 / w[0].numel()) ** 0.5
+    out = model(torch.rand(4, 1, 16, 16), active="light", invariance=0.01)
+    assert out.logits.shape == (4, 1, 16, 16)

@@ -24,8 +24,10 @@ def test_params_file_is_valid_for_every_stage(name):
             assert job.sweep in SWEEPS and job.n_batches > 0
     grid = job_from_options(path, "test", "grid", None, {})
     assert grid.sweep_cfg.batch_size == grid.sweep_cfg.grid[1]
+    recog = job_from_options(path, "test", "recognition", None, {})
+    assert recog.sweep_cfg.batch_size == recog.sweep_cfg.recognition[1] and recog.n_batches >= 4
     cfg = load_config(path)
-    assert cfg.steps > 0 and not cfg.entangled
+    assert cfg.steps > 0 and cfg.method == "dcign" and not cfg.entangled
     assert config_from_params(load_params(path)).encode_batch > 0
 
 

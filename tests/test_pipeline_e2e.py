@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from tiny_profile import write_tiny_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {
@@ -29,38 +29,6 @@ SKIP = {
     ".whl",
 }
 
-TINY = {
-    "render": {
-        "resolution": 16,
-        "samples": 2,
-        "batch_size": 4,
-        "batches_per_shard": 2,
-        "train_batches": {"azimuth": 2, "elevation": 2, "light": 2, "intrinsic": 2},
-        "test_batches": {"azimuth": 1, "elevation": 1, "light": 1, "intrinsic": 1},
-    },
-    "train": {
-        "filters": [4, 4, 4],
-        "latent": 6,
-        "steps": 6,
-        "checkpoint_every": 3,
-        "log_every": 1,
-        "precision": "fp32",
-    },
-    "evaluate": {
-        "grid": {"identities": 3, "azimuths": 3, "elevations": 2, "lights": 2},
-        "score_samples": 40,
-        "mig_samples": 50,
-        "rerender_pairs": 6,
-        "traversal_faces": 2,
-    },
-}
-
-
-def merge(base: dict, over: dict) -> dict:
-    for k, v in over.items():
-        base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return base
-
 
 def run(cmd, cwd, env):
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -74,8 +42,7 @@ def test_dvc_repro_tiny_profile(tmp_path):
     shutil.copytree(ROOT, proj, ignore=lambda d, names: [n for n in names if n in SKIP])
     shutil.rmtree(proj / ".dvc" / "tmp", ignore_errors=True)
     (proj / "dvc.lock").unlink(missing_ok=True)
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    (proj / "params.yaml").write_text(yaml.safe_dump(merge(params, TINY), sort_keys=False))
+    write_tiny_params(proj / "params.yaml")
 
     env = {
         **os.environ,
@@ -96,6 +63,9 @@ def test_dvc_repro_tiny_profile(tmp_path):
         assert 0 < m["reconstruction"]["mse"] < 1
         assert set(m["factors"]) == {"azimuth", "elevation", "light"}
         assert "mig_continuous" in m["disentanglement"]
+        assert "auc" in m["recognition"]["whole"]["verification"]
+    assert metrics["baseline"]["method"] == "vae" and metrics["dcign"]["method"] == "dcign"
+    assert (proj / "eval" / "calibration" / "dcign.npz").exists()
     assert (proj / "eval" / "plots" / "images" / "dcign_rerender.png").exists()
     shown = run(dvc + ["metrics", "show", "--json"], proj, env)
     assert "reconstruction" in shown

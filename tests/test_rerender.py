@@ -1,87 +1,57 @@
-"""dcign-rerender: calibration from evaluation latents, edits, the CLI and its errors."""
+"""dcign-rerender: edits through the evaluation's calibration, the CLI and its errors.
 
-import itertools
+Checkpoints come from the trainer and calibrations from the evaluation stage (the tiny project of
+conftest.py); the input photo is a rendered test image, upscaled and tinted to colour.
+"""
+
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
-from dcign.checkpoint import load_model, save_checkpoint
-from dcign.config import ModelConfig, TrainConfig
-from dcign.model import DCIGN
-from pipeline.rerender import RerenderError, load_calibration, main, rerender
+from dcign.checkpoint import load_model
+from pipeline import calibration as C
+from pipeline.rerender import RerenderError, main, rerender
+from render.shards import load_sweep_dir
 
 RES = 16
-GRID = {"azimuth": [-90.0, 0.0, 90.0], "elevation": [-20.0, 0.0, 20.0], "light": [-80.0, 0.0, 80.0]}
-
-
-def write_latents(path: Path, latent: int = 6) -> None:
-    """A latents file as dcign-evaluate writes it: group codes follow the angles (code = angle / 30)."""
-    rows = list(itertools.product(range(2), *(range(len(v)) for v in GRID.values())))
-    idx = np.array(rows)
-    flat = {f: np.array(GRID[f], np.float32)[idx[:, k + 1]] for k, f in enumerate(GRID)}
-    rng = np.random.default_rng(0)
-    mu = rng.normal(0, 0.1, size=(len(rows), latent)).astype(np.float32)
-    for k, f in enumerate(GRID):  # groups: azimuth 0, elevation 1, light 2, intrinsic 3..
-        mu[:, k] = flat[f] / 30.0
-    np.savez(
-        path,
-        mu=mu,
-        logvar=np.zeros_like(mu),
-        factor_indices=idx,
-        factor_names=np.array(["identity", *GRID]),
-        factor_sizes=np.array([2, *(len(v) for v in GRID.values())]),
-        identity=idx[:, 0],
-        **flat,
-    )
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """An untrained tiny model in models/dcign and its latents in eval/latents/dcign.npz (DVC layout)."""
-    root = tmp_path_factory.mktemp("project")
-    torch.manual_seed(0)
-    # init_std=0 keeps PyTorch's default init, so codes visibly change the decoded image.
-    mcfg = ModelConfig(resolution=RES, filters=(4, 4, 4), latent=6, init_std=0.0)
-    cfg = TrainConfig(steps=1, model=mcfg)
-    model = DCIGN(mcfg)
-    (root / "models" / "dcign").mkdir(parents=True)
-    save_checkpoint(root / "models" / "dcign", model, torch.optim.Adam(model.parameters()), cfg, 0, {})
-    (root / "baseline").mkdir()
-    save_checkpoint(root / "baseline", model, torch.optim.Adam(model.parameters()), cfg, 0, {"entangled": True})
-    (root / "eval" / "latents").mkdir(parents=True)
-    write_latents(root / "eval" / "latents" / "dcign.npz")
-    # A colour, non-square input photo.
-    yy, xx = np.mgrid[0:40, 0:30]
-    face = np.stack([xx * 8, yy * 6, np.full_like(xx, 90)], axis=-1).astype(np.uint8)
-    cv2.imwrite(str(root / "face.png"), face)
-    (root / "notes.png").write_text("not an image")
-    return root
+def project(tiny_eval, tmp_path_factory) -> Path:
+    """The evaluated tiny project (models/, eval/calibration/) plus a colour, non-square input photo."""
+    root, _ = tiny_eval
+    work = tmp_path_factory.mktemp("rerender")
+    for sub in ("models", "eval"):
+        shutil.copytree(root / sub, work / sub)
+    grey = load_sweep_dir(root / "data" / "test" / "azimuth")["images"][0, 0]
+    big = cv2.resize(grey, (30, 40), interpolation=cv2.INTER_CUBIC)
+    face = np.stack([big, big // 2, np.full_like(big, 90)], axis=-1)  # BGR
+    cv2.imwrite(str(work / "face.png"), face)
+    (work / "notes.png").write_text("not an image")
+    return work
 
 
 def run(project: Path, *args: str):
     return CliRunner().invoke(main, ["--checkpoint", str(project / "models" / "dcign"), *args])
 
 
-def test_load_calibration_means_and_interpolation(project):
-    model, _, _ = load_model(project / "models" / "dcign")
-    cal = load_calibration(project / "eval" / "latents" / "dcign.npz", model.groups)
-    assert set(cal) == {"azimuth", "elevation", "light"}
-    angles, codes = cal["azimuth"]
-    np.testing.assert_allclose(angles, [-90, 0, 90])
-    np.testing.assert_allclose(codes[:, 0], [-3, 0, 3], atol=1e-6)
-    img = cv2.imread(str(project / "face.png"), cv2.IMREAD_GRAYSCALE)
-    img = cv2.resize(img, (RES, RES), interpolation=cv2.INTER_AREA)
+def test_edits_follow_the_calibration_and_refuse_angles_outside_it(project):
+    model, cfg, _ = load_model(project / "models" / "dcign")
+    cal = C.load(project / "eval" / "calibration" / "dcign.npz", cfg.latent)
+    assert set(cal) == {"azimuth", "elevation", "light"} and cal["azimuth"].range == (-90.0, 90.0)
+    img = cv2.resize(cv2.imread(str(project / "face.png"), cv2.IMREAD_GRAYSCALE), (RES, RES))
     a = rerender(model, img, {"azimuth": -90}, cal)
-    b = rerender(model, img, {"azimuth": 45}, cal)
-    assert a.shape == (RES, RES) and a.dtype == np.uint8 and not np.array_equal(a, b)
+    b = rerender(model, img, {"azimuth": 90}, cal)
+    assert a.shape == (RES, RES) and a.dtype == np.uint8
+    np.testing.assert_allclose(cal["azimuth"].code(-90), cal["azimuth"].codes[0])
+    if not np.allclose(cal["azimuth"].codes[0], cal["azimuth"].codes[-1]):
+        assert not np.array_equal(a, b)
     with pytest.raises(RerenderError, match=r"azimuth=95 is outside the calibrated .*\[-90, 90\]"):
         rerender(model, img, {"azimuth": 95}, cal)
-    with pytest.raises(RerenderError, match="latents"):
-        load_calibration(project / "eval" / "latents" / "dcign.npz", {**model.groups, "intrinsic": slice(3, 9)})
 
 
 def test_cli_edits_write_model_resolution_png(project, tmp_path):
@@ -112,7 +82,7 @@ def test_cli_edits_write_model_resolution_png(project, tmp_path):
         "--set",
         "elevation=10",
         "--calibration",
-        str(project / "eval" / "latents" / "dcign.npz"),
+        str(project / "eval" / "calibration" / "dcign.npz"),
         "--size",
         "48",
         "-o",
@@ -129,14 +99,14 @@ def test_cli_edits_write_model_resolution_png(project, tmp_path):
         (["--set", "zoom=3"], "unknown factor 'zoom'"),
         (["--set", "azimuth"], "expected FACTOR=DEGREES"),
         (["--set", "azimuth=left"], "'left' is not a number"),
-        (["--set", "azimuth=120"], "azimuth=120 is outside the calibrated (trained) range [-90, 90]"),
-        (["--set", "elevation=-30"], "elevation=-30 is outside the calibrated (trained) range [-20, 20]"),
+        (["--set", "azimuth=120"], "azimuth=120 is outside the calibrated (test sweep) range [-90, 90]"),
+        (["--set", "elevation=-30"], "elevation=-30 is outside the calibrated (test sweep) range [-23, 23]"),
         (["--image", "missing.png"], "missing.png: cannot read image"),
         (["--image", "notes.png"], "notes.png: not an image"),
         (["--checkpoint", "nowhere"], "nowhere: cannot read checkpoint"),
         (["--checkpoint", "corrupt"], "corrupt/model.safetensors: not a safetensors file"),
         (["--calibration", "face.png"], "face.png: unreadable calibration file"),
-        (["--checkpoint", "baseline"], "entangled baseline has no factor groups"),
+        (["--calibration", "eval/latents/dcign.npz"], "dcign.npz: not a calibration file"),
     ],
 )
 def test_cli_errors_name_the_problem_and_write_nothing(project, tmp_path, args, message):
@@ -166,3 +136,14 @@ def test_cli_needs_calibration_when_none_is_found(project, tmp_path):
     r = CliRunner().invoke(main, ["--checkpoint", str(lone), "--image", str(project / "face.png"), "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == (RES, RES)
+
+
+def test_the_baseline_is_edited_through_its_chosen_latents(project, tmp_path):
+    out = tmp_path / "b.png"
+    r = CliRunner().invoke(
+        main,
+        ["--checkpoint", str(project / "models" / "baseline"), "--image", str(project / "face.png")]
+        + ["--set", "light=40", "-o", str(out)],
+    )
+    assert r.exit_code == 0, r.output
+    assert "calibration" in r.output and cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == (RES, RES)

@@ -194,9 +194,9 @@ def test_sigkill_then_resume_matches_straight_run(data, tmp_path):
 def test_nan_loss_stops_and_keeps_last_checkpoint(data, tmp_path, monkeypatch):
     real, calls = dcign.train.loss_terms, []
 
-    def poisoned(model, out, x, active):
+    def poisoned(model, out, x, active, kl_clamped):
         calls.append(1)
-        t = real(model, out, x, active)
+        t = real(model, out, x, active, kl_clamped)
         return {**t, "recon": t["recon"] * float("nan")} if len(calls) == 5 else t
 
     monkeypatch.setattr(dcign.train, "loss_terms", poisoned)
@@ -259,17 +259,19 @@ def test_unwritable_out_and_missing_data(data, tmp_path):
 @pytest.mark.parametrize(
     "change",
     [
-        {"entangled": True},
+        {"method": "vae"},
+        {"kl_clamped": True},
         {"precision": "bf16"},
         {"batches_per_step": 2, "optimizer": "rmsprop"},
         {"channels_last": False, "model": ModelConfig(filters=(4, 4), latent=8, recon="gaussian")},
+        {"model": ModelConfig(filters=(4, 4, 4), latent=8, norm="group", norm_groups=2, conv_init="he")},
     ],
 )
 def test_variants_train(data, tmp_path, change):
     s = train(tiny(steps=2, checkpoint_every=5, **change), data, tmp_path / "out")
     assert s["step"] == 2 and all(v == v for k, v in s.items() if k.startswith("final_"))
-    if change.get("entangled"):
-        assert s["final_invariance"] == 0 and s["entangled"]
+    if change.get("method") == "vae":
+        assert s["final_invariance"] == 0 and s["method"] == "vae"
 
 
 def test_loss_decreases(data, tmp_path):
@@ -289,13 +291,14 @@ def test_cli_end_to_end(data, tmp_path):
         "--live-dir",
         str(tmp_path / "live"),
         "--no-progress",
-        "--entangled",
+        "--set",
+        "method=vae",
         *[a for d in data for a in ("--data", str(d))],
     ]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output.strip().splitlines()[-1])["entangled"] is True
-    assert load_model(tmp_path / "out")[2]["train_config"]["entangled"] is True
+    assert json.loads(r.output.strip().splitlines()[-1])["method"] == "vae"
+    assert load_model(tmp_path / "out")[2]["train_config"]["method"] == "vae"
     r = CliRunner().invoke(main, args)  # again without --resume: refused, one line
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "pass --resume" in r.output
     r = CliRunner().invoke(main, [*args, "--resume", "--set", "steps=3"])

@@ -1,4 +1,4 @@
-"""Shared helpers for the disentanglement metrics (numpy/scipy only).
+"""Shared helpers for the disentanglement metrics (numpy only).
 
 Conventions used throughout :mod:`pipeline.metrics`:
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize, special
 
 __all__ = [
     "as_2d",
@@ -25,10 +24,8 @@ __all__ = [
     "discretize",
     "discretize_factors",
     "encode_labels",
-    "fit_logistic_regression",
     "group_by_value",
     "mutual_info_matrix",
-    "predict_logistic_regression",
     "sample_same_value",
 ]
 
@@ -188,56 +185,3 @@ def sample_same_value(
     u = rng.random(shape)
     offset = np.minimum((u * counts[values]).astype(np.int64), counts[values] - 1)
     return order[starts[values] + offset]
-
-
-# --------------------------------------------------------------------------------------------
-# Multinomial logistic regression (numpy + scipy L-BFGS), used by the beta-VAE score.
-# --------------------------------------------------------------------------------------------
-
-
-def fit_logistic_regression(
-    x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1.0, max_iter: int = 200
-) -> dict[str, np.ndarray]:
-    """Fit an L2-penalised multinomial logistic regression with L-BFGS (deterministic).
-
-    Objective (as scikit-learn's ``LogisticRegression(C=1/l2)`` with the multinomial loss, which
-    disentanglement_lib uses for the beta-VAE score): ``sum_i -log softmax(W x_i + b)[y_i] +
-    0.5 * l2 * ||W||^2`` (intercept not penalised). Features are standardised with the training
-    mean/std before fitting (for conditioning); the returned model applies the same transform.
-    """
-    x = as_2d(x, "x")
-    y = np.asarray(y, dtype=np.int64).ravel()
-    n, d = x.shape
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    std[std <= 1e-12] = 1.0
-    xs = (x - mean) / std
-    onehot = np.zeros((n, n_classes))
-    onehot[np.arange(n), y] = 1.0
-
-    def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        w = theta[: d * n_classes].reshape(d, n_classes)
-        b = theta[d * n_classes :]
-        logits = xs @ w + b
-        logp = logits - special.logsumexp(logits, axis=1, keepdims=True)
-        loss = -np.sum(onehot * logp) + 0.5 * l2 * np.sum(w * w)
-        diff = np.exp(logp) - onehot
-        gw = xs.T @ diff + l2 * w
-        gb = diff.sum(axis=0)
-        return float(loss), np.concatenate([gw.ravel(), gb])
-
-    theta0 = np.zeros(d * n_classes + n_classes)
-    res = optimize.minimize(loss_grad, theta0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
-    theta = res.x
-    return {
-        "w": theta[: d * n_classes].reshape(d, n_classes),
-        "b": theta[d * n_classes :],
-        "mean": mean,
-        "std": std,
-    }
-
-
-def predict_logistic_regression(model: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Predicted class labels of a model from :func:`fit_logistic_regression`."""
-    xs = (as_2d(x, "x") - model["mean"]) / model["std"]
-    return np.argmax(xs @ model["w"] + model["b"], axis=1)
