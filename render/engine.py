@@ -163,6 +163,19 @@ def _init_pool_worker(job: RenderJob, owners=None, cores: list[int] | None = Non
 
 
 def render_batch(scene, model, job: RenderJob, batch_index: int) -> dict[str, np.ndarray]:
+    """One render batch's arrays. Faces are built with one BLAS thread in every code path.
+
+    A face is ``mean + basis @ coefficients``; a multi-threaded BLAS sums that product in another
+    order than a single-threaded one and a pixel can then change by a grey level, so the bytes
+    would depend on the worker count (pool workers have one thread) and on the cores allowed.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _render_batch(scene, model, job, batch_index)
+
+
+def _render_batch(scene, model, job: RenderJob, batch_index: int) -> dict[str, np.ndarray]:
     from render.scene import _instance, _triangles, to_grey
 
     f = batch_factors(
