@@ -1,0 +1,273 @@
+"""``dcign-experiments``: keep DVC experiments' params and metrics in a committed file, and report them.
+
+DVC keeps experiments as git refs and their outputs in the DVC cache; neither travels with a clone
+unless pushed. ``collect`` copies what a study needs out of ``dvc exp show --json`` into a JSON
+record (``docs/experiments/runs.json`` by default), merged by experiment name so that a study can
+grow over several sessions; ``report`` turns the record into the markdown table of
+``docs/experiments.md`` (between its ``<!-- runs:start -->`` / ``<!-- runs:end -->`` markers), a
+seed summary (mean ± std of runs that differ only in ``seed``) and a plot of the headline metrics.
+
+    dcign-experiments collect                      # after dvc exp run / dvc queue start
+    dcign-experiments report                       # rewrite the table, the summary and the plot
+    dcign-experiments seeds                        # print mean ± std over runs that differ only in seed
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from render.shards import atomic_write_bytes, atomic_write_json
+
+RUNS = Path("docs/experiments/runs.json")
+DOC = Path("docs/experiments.md")
+PLOT = Path("docs/experiments/headline.png")
+
+# (column, model, path in eval/metrics.json); the table's and the plot's headline metrics.
+HEADLINE = (
+    ("recon PSNR", "dcign", "reconstruction.psnr"),
+    ("corr az", "dcign", "factors.azimuth.abs_pearson"),
+    ("corr el", "dcign", "factors.elevation.abs_pearson"),
+    ("corr light", "dcign", "factors.light.abs_pearson"),
+    ("MIG", "dcign", "disentanglement.mig_continuous"),
+    ("active intr.", "dcign", "latents.n_active.intrinsic"),
+    ("recog. intr.", "dcign", "recognition.intrinsic.identification.top1"),
+    ("recog. 60-90", "dcign", "recognition.intrinsic.identification.delta_060_090.top1"),
+    ("AUC intr.", "dcign", "recognition.intrinsic.verification.auc"),
+    ("edit az margin", "dcign", "rerender.azimuth.psnr_margin"),
+    ("identity az", "dcign", "rerender.azimuth.edit.identity"),
+    ("base PSNR", "baseline", "reconstruction.psnr"),
+    ("base MIG", "baseline", "disentanglement.mig_continuous"),
+    ("base recog.", "baseline", "recognition.whole.identification.top1"),
+    ("pixels recog.", "pixels", "recognition.whole.identification.top1"),
+)
+PARAM_PREFIXES = ("seed", "train.", "render.fixed_fraction", "render.train_batches")
+IGNORED_PARAMS = ("train.threads", "train.device", "train.checkpoint_every", "train.log_every")
+
+
+class ExperimentsError(click.ClickException):
+    """A record or report that cannot be made (one line)."""
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= _flatten(v, key + ".")
+        else:
+            out[key] = v
+    return out
+
+
+def _dig(d: dict, dotted: str):
+    for key in dotted.split("."):
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def parse_exp_show(rows: list) -> dict[str, dict]:
+    """``dvc exp show --json`` -> {experiment name: {"rev", "params" (flat), "metrics" (eval), "train"}}."""
+    found: dict[str, dict] = {}
+
+    def visit(entry: dict) -> None:
+        data = entry.get("data") or {}
+        name = entry.get("name") or data.get("name")
+        metrics = (data.get("metrics") or {}).get("eval/metrics.json", {}).get("data")
+        params = (data.get("params") or {}).get("params.yaml", {}).get("data")
+        if name and metrics and params:
+            train = {
+                m: (data["metrics"].get(f"dvclive/{m}/metrics.json") or {}).get("data", {})
+                for m in ("dcign", "baseline")
+            }
+            keep = ("images_per_s", "elapsed_s", "final_kl")
+            found[name] = {
+                "rev": data.get("rev") or entry.get("rev"),
+                "timestamp": data.get("timestamp"),
+                "params": _flatten(params),
+                "metrics": metrics,
+                "train": {m: {k: t.get(k) for k in keep} for m, t in train.items()},
+            }
+
+    for row in rows:  # a row is a base commit (or the workspace); its experiments hang below it
+        for exp in row.get("experiments") or []:
+            state = (exp.get("executor") or {}).get("state", "success")
+            if state != "success":  # queued, running or failed: no metrics of its own yet
+                continue
+            for rev in exp.get("revs") or []:
+                visit({**rev, "name": rev.get("name") or exp.get("name")})
+    return found
+
+
+def collect(runs_path: Path, cwd: Path = Path(".")) -> dict:
+    """Merge the experiments that ``dvc exp show --json`` lists into the record at ``runs_path``."""
+    r = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ExperimentsError(f"dvc exp show failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+    try:
+        found = parse_exp_show(json.loads(r.stdout))
+    except json.JSONDecodeError as e:
+        raise ExperimentsError(f"dvc exp show printed no JSON ({e})") from None
+    record = load_runs(runs_path) if runs_path.exists() else {}
+    record.update(found)
+    runs_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(runs_path, record)
+    return found
+
+
+def load_runs(path: Path) -> dict:
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExperimentsError(f"{path}: unreadable experiments record ({e})") from None
+    if not isinstance(record, dict):
+        raise ExperimentsError(f"{path}: expected a mapping of experiment names")
+    return record
+
+
+def _changed_params(runs: dict) -> list[str]:
+    keys = sorted({k for r in runs.values() for k in r["params"]})
+    keep = []
+    for k in keys:
+        if not k.startswith(PARAM_PREFIXES) or k in IGNORED_PARAMS:
+            continue
+        values = {json.dumps(r["params"].get(k)) for r in runs.values()}
+        if len(values) > 1:
+            keep.append(k)
+    return keep
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+    return str(v)
+
+
+def table(runs: dict) -> str:
+    """Markdown table: one row per experiment, the params that differ between runs, the headline metrics."""
+    params = _changed_params(runs)
+    head = [
+        "experiment",
+        *(p.removeprefix("train.").removeprefix("render.") for p in params),
+        *(h[0] for h in HEADLINE),
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in sorted(runs):
+        r = runs[name]
+        cells = [name, *(_fmt(r["params"].get(p)) for p in params)]
+        cells += [_fmt(_dig(r["metrics"].get(model, {}), path)) for _, model, path in HEADLINE]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def seed_groups(runs: dict) -> dict[str, list[str]]:
+    """Experiments that differ only in ``seed`` (and ignored params), keyed by the first one's name."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(runs):
+        p = {k: v for k, v in runs[name]["params"].items() if k != "seed" and k not in IGNORED_PARAMS}
+        key = json.dumps(p, sort_keys=True)
+        groups.setdefault(key, []).append(name)
+    return {names[0]: names for names in groups.values() if len(names) > 1}
+
+
+def summary(runs: dict) -> str:
+    """Mean ± std (sample std, n runs) of the headline metrics for every group of seeds."""
+    groups = seed_groups(runs)
+    if not groups:
+        return "No experiments differ only in their seed yet.\n"
+    head = ["runs (seeds)", *(h[0] for h in HEADLINE)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for names in groups.values():
+        seeds = ", ".join(str(runs[n]["params"].get("seed")) for n in names)
+        cells = [f"{' + '.join(names)} ({seeds})"]
+        for _, model, path in HEADLINE:
+            v = [x for n in names if (x := _dig(runs[n]["metrics"].get(model, {}), path)) is not None]
+            cells.append(f"{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else _fmt(v[0] if v else None))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: dict, path: Path) -> None:
+    """One panel per headline metric: its value in every experiment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(runs)
+    fig, axes = plt.subplots(3, 5, figsize=(20, 10), squeeze=False)
+    for ax, (label, model, metric) in zip(axes.ravel(), HEADLINE, strict=False):
+        v = [_dig(runs[n]["metrics"].get(model, {}), metric) for n in names]
+        y = [np.nan if x is None else float(x) for x in v]
+        ax.barh(range(len(names)), y, color="tab:blue")
+        ax.set_yticks(range(len(names)), names if ax in axes[:, 0] else [""] * len(names), fontsize=7)
+        ax.set_title(f"{label} ({model})", fontsize=9)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def replace_between(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ExperimentsError(f"the document has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}{end}{tail}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Keep DVC experiments in a committed record and report them."""
+
+
+@main.command("collect")
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+def collect_cmd(runs_path):
+    """Copy the params and metrics of every listed DVC experiment into the record."""
+    found = collect(runs_path)
+    click.echo(f"{runs_path}: {len(found)} experiments collected ({', '.join(sorted(found)) or 'none'})")
+
+
+@main.command("report")
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+@click.option("--doc", type=click.Path(dir_okay=False, path_type=Path), default=DOC, show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=PLOT, show_default=True)
+def report_cmd(runs_path, doc, plot_path):
+    """Rewrite the runs table and the seed summary in the document, and the plot."""
+    runs = load_runs(runs_path)
+    if not runs:
+        raise ExperimentsError(f"{runs_path}: no experiments recorded")
+    try:
+        text = doc.read_text()
+    except OSError as e:
+        raise ExperimentsError(f"{doc}: cannot read ({e.strerror or e})") from None
+    text = replace_between(replace_between(text, "runs", table(runs)), "seeds", summary(runs))
+    plot(runs, plot_path)
+    atomic_write_bytes(doc, text.encode())
+    click.echo(f"{doc}: {len(runs)} experiments; {plot_path}")
+
+
+@main.command("seeds")
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+def seeds_cmd(runs_path):
+    """Print mean ± std of the headline metrics over experiments that differ only in their seed."""
+    click.echo(summary(load_runs(runs_path)), nl=False)
+
+
+if __name__ == "__main__":
+    main()
