@@ -108,7 +108,9 @@ def parse_exp_show(rows: list) -> dict[str, dict]:
 
 def collect(runs_path: Path, cwd: Path = Path(".")) -> dict:
     """Merge the experiments that ``dvc exp show --json`` lists into the record at ``runs_path``."""
-    r = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=cwd, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"], cwd=cwd, capture_output=True, text=True
+    )
     if r.returncode != 0:
         raise ExperimentsError(f"dvc exp show failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
     try:
