@@ -121,6 +121,8 @@ class TrainConfig:
     batches_per_step: int = 1  # render batches per step per process, gradients averaged (DDP: x world size)
     optimizer: str = "adam"  # adam or rmsprop
     lr: float = 5e-4  # learning rate (paper 5e-4)
+    lr_schedule: str = "constant"  # constant (the paper) or cosine: decay to 0 at `steps` after the warm-up
+    warmup_steps: int = 0  # steps of linear warm-up from 0 to lr (both schedules)
     invariance: float = 0.01  # lambda: inactive latents get gradient lambda * (z - batch mean) (paper ~1/100)
     kl_weight: float = 1.0  # weight of KL(q(z|x) || N(0, I)) against the reconstruction NLL
     # KL on the clamped (inactive) latents of a sweep batch: false as the released code, which zeroed
@@ -146,6 +148,8 @@ class TrainConfig:
             _positive_int(name, getattr(self, name))
         _nonneg_int("threads", self.threads)
         _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        _choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
+        _nonneg_int("warmup_steps", self.warmup_steps)
         _positive_float("lr", self.lr)
         _nonneg_float("invariance", self.invariance)
         _nonneg_float("kl_weight", self.kl_weight)
@@ -164,6 +168,15 @@ class TrainConfig:
         d["model"] = self.model.to_dict()
         return d
 
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based): a pure function of the step, so resumes agree."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "cosine":
+            span = max(1, self.steps - self.warmup_steps)
+            return 0.5 * self.lr * (1 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
+        return self.lr
+
     @property
     def entangled(self) -> bool:
         """True when batches are random images with no clamped groups (every method but the DC-IGN)."""
@@ -179,7 +192,8 @@ class TrainConfig:
         return cls(**d).validate()
 
 
-# Fields that may differ between a checkpoint and the run resuming it (they don't change the result).
+# Fields that may differ between a checkpoint and the run resuming it (they don't change the result;
+# `steps` only under a constant learning rate, since a cosine schedule ends at `steps`).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device", "threads")
 MODEL_PARAMS = tuple(f.name for f in fields(ModelConfig) if f.name not in ("resolution", "channels"))
 TRAIN_PARAMS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("seed", "model"))

@@ -123,11 +123,13 @@ def _check_resumable(meta: dict, cfg: TrainConfig, slots_per_step: int, out_dir:
             f"resolution mismatch: the checkpoint in {out_dir} was trained on {r_old}x{r_old} images, "
             f"the data is {r_new}x{r_new}"
         )
+    resumable = (
+        RESUMABLE_CHANGES if cfg.lr_schedule == "constant" else tuple(n for n in RESUMABLE_CHANGES if n != "steps")
+    )
     diffs = [
         f"{f.name}={getattr(saved, f.name)!r} (now {getattr(cfg, f.name)!r})"
         for f in fields(TrainConfig)
-        if f.name not in (*RESUMABLE_CHANGES, "batches_per_step", "model")
-        and getattr(saved, f.name) != getattr(cfg, f.name)
+        if f.name not in (*resumable, "batches_per_step", "model") and getattr(saved, f.name) != getattr(cfg, f.name)
     ]
     diffs += [
         f"{name}={a!r} (now {b!r})"
@@ -304,6 +306,8 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         t1 = time.perf_counter()
 
         # ---- compute: forward (clamped), backward, all-reduce, update unless non-finite
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(step)
         values = train_step(net, optimizer, batches, cfg, world)
         t2 = time.perf_counter()
         data_time += t1 - t0

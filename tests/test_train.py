@@ -303,3 +303,32 @@ def test_cli_end_to_end(data, tmp_path):
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "pass --resume" in r.output
     r = CliRunner().invoke(main, [*args, "--resume", "--set", "steps=3"])
     assert r.exit_code == 0 and load_model(tmp_path / "out")[2]["step"] == 3
+
+
+def test_learning_rate_schedules_are_functions_of_the_step():
+    constant = tiny(steps=10, lr=1e-3)
+    assert [constant.lr_at(s) for s in (0, 5, 9)] == [1e-3] * 3
+    cos = tiny(steps=10, lr=1e-3, lr_schedule="cosine", warmup_steps=2)
+    lrs = [cos.lr_at(s) for s in range(10)]
+    assert lrs[0] == 5e-4 and lrs[1] == 1e-3 and lrs[2] == 1e-3  # warm-up, then the peak
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:], strict=False)) and lrs[-1] < 1e-4
+
+
+def test_cosine_resume_continues_exactly_and_refuses_another_length(data, tmp_path, monkeypatch):
+    cfg = tiny(lr_schedule="cosine", warmup_steps=2)
+    train(cfg, data, tmp_path / "straight")
+    real = dcign.train.save_checkpoint
+
+    def dies_at_6(out_dir, model, opt, cfg_, step, extra):
+        if step == 6:
+            raise KeyboardInterrupt  # stands in for a kill after the step-3 checkpoint
+        real(out_dir, model, opt, cfg_, step, extra)
+
+    monkeypatch.setattr(dcign.train, "save_checkpoint", dies_at_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path / "out")
+    monkeypatch.undo()
+    with pytest.raises(TrainError, match="steps=6 \\(now 8\\)"):  # the schedule ends at `steps`
+        train(replace(cfg, steps=8), data, tmp_path / "out", resume=True)
+    train(cfg, data, tmp_path / "out", resume=True)
+    assert same_weights(tmp_path / "out", tmp_path / "straight")
