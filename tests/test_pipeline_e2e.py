@@ -55,6 +55,8 @@ def test_dvc_repro_tiny_profile(tmp_path):
     }
     dvc = [sys.executable, "-m", "dvc"]
     run(["git", "init", "-q"], proj, env)
+    run(["git", "add", "-A"], proj, env)  # a fresh clone has commits; dvclive needs one in a git repository
+    run(["git", "commit", "-q", "-m", "tiny profile"], proj, env)
     run(dvc + ["repro", "--quiet"], proj, env)
 
     metrics = json.loads((proj / "eval" / "metrics.json").read_text())
