@@ -12,7 +12,7 @@ noise only ever slows a run) and, last, the ratio of the medians; the pool's sta
 printed apart. Reported per sweep type, since changing the mesh (shape/texture/intrinsic)
 costs more than moving the camera or the light. Then the noise at the chosen samples as
 PSNR against a 512-sample reference of the same view, and one worker's memory after 100
-and after N images.
+and after N images. ``--json FILE`` writes every figure printed, with the machine and the date.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import record
 from render.engine import render_sweep
 from render.faces.loaders import load_face_model
 from render.job import RenderJob
@@ -164,10 +165,12 @@ def main() -> None:
     ap.add_argument("--naive-images", type=int, default=20)
     ap.add_argument("--memory-images", type=int, default=2000)
     ap.add_argument("--sweeps", default=",".join(SWEEPS))
+    ap.add_argument("--json", dest="json_path", help="also write every figure, the machine and the date here")
     args = ap.parse_args()
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"{time.strftime('%Y-%m-%d')}, {cpu}, {os.cpu_count()} cores ({len(allowed_cores())} allowed)")
+    machine = record.machine()
+    workers = len(allowed_cores())
+    print(f"{time.strftime('%Y-%m-%d')}, {machine['cpu']}, {machine['cores']} cores ({workers} allowed)")
     print(f"resolution {args.resolution}, {args.samples} samples/pixel, {args.repeats} tries per run")
     print(f"{'sweep':<10} {'(a) naive':>10} {'(b) 1 core':>11} {'(c) all':>9} {'b/a':>7} {'c/b':>7}   median c/b")
     sweeps, startups = {}, []
@@ -206,6 +209,17 @@ def main() -> None:
     print(f"noise: PSNR at {args.samples} samples vs {REFERENCE_SAMPLES}: {psnr:.1f} dB")
     m100, mn = memory_growth(args.resolution, args.samples, args.memory_images)
     print(f"worker memory: {m100:.0f} MiB after 100 images, {mn:.0f} MiB after {args.memory_images}")
+    if args.json_path:
+        settings = {**vars(args), "sweeps": args.sweeps.split(","), "batch_size": BATCH_SIZE, "workers": workers}
+        del settings["json_path"]
+        results = {
+            "images_per_s": sweeps,
+            "pool_startup_s": startup,
+            "noise_psnr_db": psnr,
+            "reference_samples": REFERENCE_SAMPLES,
+            "worker_memory_mib": {"after_100": m100, "after_n": mn, "n": args.memory_images},
+        }
+        record.write(args.json_path, "render", settings, results)
 
 
 if __name__ == "__main__":
