@@ -1,11 +1,15 @@
 # Two entry points for a fresh machine with Python 3.11: `make repro` and `make test`.
+# `make help` lists the others. Every target creates .venv first when it is missing.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# dvc stages call the console scripts (dcign-render, ...), so the venv goes first on PATH.
+# dvc stages run `python -m ...`: the venv goes first on PATH so that python is the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install repro test lint format report clean-venv
+.PHONY: help install repro test test-fast lint format exp metrics report bench bench-readme shell clean-venv
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,28 +20,57 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed  ## create .venv and install the project
 
-repro: install
+repro: install  ## dvc repro (render -> train -> evaluate), then the metrics
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
-test: install lint
+test: install lint  ## ruff and every test (Blender, DVC, DDP and subprocess tests too)
 	$(BIN)/python -m pytest -q
 
-lint: install
+test-fast: install  ## the tests not marked slow (under a minute)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+format: install  ## ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ARGS ?=
+
+exp: install  ## an experiment: make exp ARGS="-S train.steps=8000 -S train.invariance=0.1"
+	$(BIN)/dvc exp run $(ARGS)
+	$(BIN)/dvc exp show --only-changed
+
+metrics: install  ## metrics and params of the workspace against HEAD
+	$(BIN)/dvc params diff
+	$(BIN)/dvc metrics diff
 
 BASE ?= main
 
 # Markdown review of params/metrics/plots against $(BASE) (CI passes BASE=origin/<base branch>).
-report: install
+report: install  ## report.md against BASE (default main)
 	$(BIN)/dcign-report --base $(BASE) --out report.md --plots-dir report_plots
 
-format: install
-	$(BIN)/ruff check --fix .
-	$(BIN)/ruff format .
+RESULTS := benchmarks/results
 
-clean-venv:
+# Speed figures: run on an idle machine. Each benchmark writes what it prints to $(RESULTS).
+bench: install  ## run the benchmarks (idle machine!), then rewrite README's benchmark tables
+	$(BIN)/python -m benchmarks.render --json $(RESULTS)/render.json
+	$(BIN)/python -m benchmarks.train --seconds 8 --json $(RESULTS)/train.json
+	$(BIN)/python -m benchmarks.train --seconds 8 --filters 32,32,32 --latent 32 --resolutions 64 \
+		--json $(RESULTS)/train-default.json
+	$(BIN)/python -m benchmarks.readme --results $(RESULTS)
+
+bench-readme: install  ## rewrite README's benchmark tables from $(RESULTS)/*.json
+	$(BIN)/python -m benchmarks.readme --results $(RESULTS)
+
+shell: install  ## a shell with .venv active (dvc and the dcign-* commands on PATH)
+	@echo "entering .venv (exit to leave)"; . $(BIN)/activate && exec $${SHELL:-/bin/sh} -i
+
+clean-venv:  ## remove .venv
 	rm -rf $(VENV)

@@ -7,24 +7,27 @@ Adam update, channels_last). FLOPs per image are counted with FlopCounterMode on
 forward pass (convolutions and matmuls) and tripled for training (forward + 2x backward).
 
     python -m benchmarks.train --seconds 10
-    python -m benchmarks.train --filters 32,32,32 --resolutions 32,64 --seconds 5
+    python -m benchmarks.train --filters 32,32,32 --latent 32 --resolutions 32,64 --seconds 5
+
+``--json FILE`` writes every figure printed, with the machine, the device and the date.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 # Run as a script, benchmarks/ would come first on sys.path and its render.py would shadow the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent) if Path(p or ".").resolve() == _HERE else p for p in sys.path]
 
 import click  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from benchmarks import record  # noqa: E402
 from dcign.config import ModelConfig, TrainConfig  # noqa: E402
 from dcign.model import DCIGN  # noqa: E402
 from dcign.train import make_optimizer, resolve_device, train_step  # noqa: E402
@@ -104,7 +107,9 @@ def train_rate(cfg: TrainConfig, batch: int, device: torch.device, seconds: floa
 @click.option("--device", "device_name", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--threads", default=0, help="torch CPU threads (0: torch default).")
 @click.option("--mm-size", default=2048, show_default=True, help="Side of the square matrices for the peak.")
-@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Also write results here.")
+@click.option(
+    "--json", "json_path", default=None, type=click.Path(dir_okay=False), help="Also write every figure here."
+)
 def main(seconds, filters, latent, resolutions, precisions, batch, device_name, threads, mm_size, json_path):
     if threads:
         torch.set_num_threads(threads)
@@ -118,7 +123,7 @@ def main(seconds, filters, latent, resolutions, precisions, batch, device_name, 
         click.echo(f"  {p}: " + ", ".join(f"{k} {v:.0f}" for k, v in g.items()) + f" -> peak {peak[p]:.0f}")
     click.echo(f"network filters={','.join(map(str, filters))} latent={latent} batch={batch}")
     click.echo(f"{'res':>4} {'prec':>5} {'GFLOP/img':>10} {'img/s':>8} {'GFLOP/s':>8} {'%fp32pk':>8} {'%ownpk':>7}")
-    rows = []
+    rows, speedups = [], {}
     for r in (int(v) for v in resolutions.split(",")):
         rate_by_prec = {}
         for prec in precisions.split(","):
@@ -143,21 +148,26 @@ def main(seconds, filters, latent, resolutions, precisions, batch, device_name, 
                 f"{100 * row['fraction_of_fp32_peak']:>7.1f}% {100 * row['fraction_of_own_peak']:>6.1f}%"
             )
         if "fp32" in rate_by_prec and "bf16" in rate_by_prec:
-            click.echo(f"{r:>4} bf16/fp32 speed-up {rate_by_prec['bf16'] / rate_by_prec['fp32']:.2f}x")
+            speedups[r] = rate_by_prec["bf16"] / rate_by_prec["fp32"]
+            click.echo(f"{r:>4} bf16/fp32 speed-up {speedups[r]:.2f}x")
     if json_path:
-        with open(json_path, "w") as f:
-            json.dump(
-                {
-                    "device": name,
-                    "matmul_peak_gflops": peak,
-                    "filters": filters,
-                    "latent": latent,
-                    "batch": batch,
-                    "rows": rows,
-                },
-                f,
-                indent=2,
-            )
+        settings = {
+            "seconds": seconds,
+            "filters": list(filters),
+            "latent": latent,
+            "resolutions": [int(v) for v in resolutions.split(",")],
+            "precisions": precisions.split(","),
+            "batch": batch,
+            "threads": torch.get_num_threads(),
+            "mm_size": mm_size,
+        }
+        results = {
+            "gemm_gflop_per_s": gemm,
+            "matmul_peak_gflop_per_s": peak,
+            "rows": rows,
+            "bf16_over_fp32": {str(r): v for r, v in speedups.items()},
+        }
+        record.write(json_path, "train", settings, results, device=name, torch=torch.__version__)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """DC-IGN: Deep Convolutional Inverse Graphics Network (Kulkarni et al., NIPS 2015)."""
 
 from dcign.checkpoint import CheckpointError, load_model, trained_method
-from dcign.config import GROUPED_METHODS, GROUPS, METHODS, SWEEP_GROUP, ConfigError, ModelConfig, TrainConfig
+from dcign.config import GROUPED_METHODS, GROUPS, METHODS, ConfigError, ModelConfig, TrainConfig
 from dcign.model import DCIGN
 
 __all__ = [
@@ -9,7 +9,6 @@ __all__ = [
     "GROUPED_METHODS",
     "GROUPS",
     "METHODS",
-    "SWEEP_GROUP",
     "CheckpointError",
     "ConfigError",
     "ModelConfig",

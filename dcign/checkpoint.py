@@ -4,7 +4,7 @@
 SHA-256 of the two other files. A save writes ``<name>.next`` files, then ``model.json``
 naming their hashes, then renames them into place (each write atomic: temp file + os.replace).
 A kill at any point leaves either the old checkpoint or the new one recoverable:
-:func:`recover` finishes an interrupted rename and drops stale ``.next`` files.
+:func:`recover` finishes an interrupted rename and drops stale ``.next`` and temporary files.
 The weights file also carries the model config in its safetensors metadata, so it loads alone;
 the metadata is one key holding sorted JSON, because safetensors writes several keys in a
 random order and the file's bytes (and so DVC's hash of it) would change from run to run.
@@ -13,7 +13,6 @@ No RNG state is needed: the batch order and the noise are functions of (seed, st
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -25,7 +24,7 @@ import torch
 
 from dcign.config import ConfigError, ModelConfig, TrainConfig
 from dcign.model import DCIGN
-from render.shards import atomic_write_bytes, atomic_write_json
+from render.atomic import atomic_write_bytes, atomic_write_json, remove_stale_temporaries, sha256_bytes
 
 FORMAT = "dcign-checkpoint/1"
 WEIGHTS, OPTIMIZER, META = "model.safetensors", "optimizer.pt", "model.json"
@@ -34,10 +33,6 @@ METADATA_KEY = "dcign"  # the safetensors metadata entry holding format, step an
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt, or incompatible with the run that wants it."""
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -73,7 +68,7 @@ def save_checkpoint(
         "train_config": cfg.to_dict(),
         "feature_size": cfg.model.feature_size,
         "groups": {g: [s.start, s.stop] for g, s in cfg.model.groups.items()},
-        "files": {name: _sha256(data) for name, data in files.items()},
+        "files": {name: sha256_bytes(data) for name, data in files.items()},
         **extra,
     }
     atomic_write_json(out_dir / META, meta)
@@ -105,18 +100,21 @@ def recover(out_dir: Path) -> dict | None:
             raise CheckpointError(f"{out_dir}: {WEIGHTS} without {META}; not a resumable checkpoint")
         for name in (WEIGHTS, OPTIMIZER):  # a first save that never committed
             (out_dir / f"{name}.next").unlink(missing_ok=True)
+        if out_dir.is_dir():
+            remove_stale_temporaries(out_dir)
         return None
     meta = _read_meta(out_dir)
     for name, digest in meta.get("files", {}).items():
         final, staged = out_dir / name, out_dir / f"{name}.next"
-        if final.exists() and _sha256(final.read_bytes()) == digest:
+        if final.exists() and sha256_bytes(final.read_bytes()) == digest:
             staged.unlink(missing_ok=True)
-        elif staged.exists() and _sha256(staged.read_bytes()) == digest:
+        elif staged.exists() and sha256_bytes(staged.read_bytes()) == digest:
             os.replace(staged, final)  # the save was killed between its renames
         else:
             raise CheckpointError(f"{final}: missing or checksum mismatch against {META}; the checkpoint is corrupt")
     for name in (WEIGHTS, OPTIMIZER):  # staged files of a save killed before it committed
         (out_dir / f"{name}.next").unlink(missing_ok=True)
+    remove_stale_temporaries(out_dir)  # of a write killed before its rename
     _fsync_dir(out_dir)
     return meta
 
@@ -166,7 +164,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     info = None
     if (weights.parent / META).exists():
         info = _read_meta(weights.parent)
-        if info.get("files", {}).get(weights.name, _sha256(data)) != _sha256(data):
+        if info.get("files", {}).get(weights.name, sha256_bytes(data)) != sha256_bytes(data):
             raise CheckpointError(
                 f"{weights}: checksum mismatch against {META} (interrupted save: resume training to repair it)"
             )

@@ -13,11 +13,8 @@ import click
 
 from dcign.checkpoint import CheckpointError
 from dcign.config import ConfigError, load_config
+from render.params import ParamsError
 from render.shards import ShardError
-
-
-class ParamsError(click.ClickException):
-    exit_code = 2
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,11 +58,10 @@ class ParamsError(click.ClickException):
 @click.option("--progress/--no-progress", default=True, help="Show a tqdm progress bar.")
 def main(params_path, data_dirs, out_dir, resume, live_dir, overrides, progress):
     """Train a DC-IGN on rendered face sweeps."""
-    # Import torch only once the arguments parse, so --help and params errors are quick.
     try:
         cfg = load_config(params_path, tuple(overrides))
-    except ConfigError as e:
-        raise ParamsError(str(e)) from None
+    except ParamsError as e:
+        raise e.as_click() from None
     from dcign.train import TrainError, train
 
     try:

@@ -3,7 +3,8 @@
 params.yaml holds a top-level ``seed`` and a flat ``train:`` section whose keys are
 the fields of :class:`TrainConfig` and of :class:`ModelConfig` (except ``resolution``
 and ``channels``, which come from the data). Every key must be present: a missing,
-unknown or malformed key is a :class:`ConfigError` naming it.
+unknown or malformed key is a :class:`ConfigError` naming it. The dataclass defaults
+equal the shipped params.yaml (``tests/test_params.py`` checks that they do).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from render.params import ParamsError, load_params, source
+
 _MISSING = object()
 
 # Latent groups in code order; every render sweep makes exactly one of them active.
@@ -23,17 +26,9 @@ GROUPS = ("azimuth", "elevation", "light", "intrinsic")
 METHODS = ("dcign", "vae")
 # Methods whose latent groups are assigned to factors (the others are scored by their best single latents).
 GROUPED_METHODS = ("dcign",)
-SWEEP_GROUP = {
-    "azimuth": "azimuth",
-    "elevation": "elevation",
-    "light": "light",
-    "shape": "intrinsic",
-    "texture": "intrinsic",
-    "intrinsic": "intrinsic",
-}
 
 
-class ConfigError(ValueError):
+class ConfigError(ParamsError):
     """A configuration value is missing, unknown or out of range (message names it)."""
 
 
@@ -44,7 +39,7 @@ class ModelConfig:
     filters: tuple[int, ...] = (32, 32, 32)  # encoder conv filters, one 2x2 max-pool each; paper 96, 64, 32
     enc_kernel: int = 5  # encoder conv kernel (paper 5x5)
     dec_kernel: int = 7  # decoder conv kernel (paper 7x7)
-    latent: int = 200  # latent dimensions (paper 200)
+    latent: int = 32  # latent dimensions (paper 200)
     z_azimuth: int = 1  # latents in the azimuth group (first in the code)
     z_elevation: int = 1  # then elevation
     z_light: int = 1  # then light azimuth; the rest is the intrinsic group
@@ -117,7 +112,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0  # seeds the init, the batch order and the sampling noise (params: top-level seed)
-    steps: int = 2000  # optimizer steps in all (a resumed run continues to this count)
+    steps: int = 6000  # optimizer steps in all (a resumed run continues to this count)
     batches_per_step: int = 1  # render batches per step per process, gradients averaged (DDP: x world size)
     optimizer: str = "adam"  # adam or rmsprop
     lr: float = 5e-4  # learning rate (paper 5e-4)
@@ -130,16 +125,16 @@ class TrainConfig:
     kl_clamped: bool = False
     # Relative frequency of batch types per latent group (paper ~1:1:1:10); groups absent from the data are skipped.
     sweep_ratio: dict[str, float] = field(
-        default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 10.0}
+        default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 3.0}
     )
     method: str = "dcign"  # dcign (clamped sweep batches) or vae (the entangled baseline: random images, no clamp)
-    precision: str = "fp32"  # fp32 or bf16 (torch.autocast on CPU and CUDA)
+    precision: str = "bf16"  # fp32 or bf16 (torch.autocast on CPU and CUDA)
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     channels_last: bool = True  # NHWC memory format for the convolutions
     deterministic: bool = True  # torch.use_deterministic_algorithms (warn-only on CUDA)
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
-    checkpoint_every: int = 200  # steps between checkpoints (and one at the end)
-    log_every: int = 1  # steps between dvclive rows
+    checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
+    log_every: int = 10  # steps between dvclive rows
     model: ModelConfig = field(default_factory=ModelConfig)  # network; resolution is filled in from the data
 
     def validate(self) -> TrainConfig:
@@ -263,14 +258,16 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def config_from_params(params: dict, overrides: tuple[str, ...] = (), where: str = "params.yaml") -> TrainConfig:
+def config_from_params(params: dict, overrides: tuple[str, ...] = (), where: str | None = None) -> TrainConfig:
     """Build a TrainConfig from a params mapping (top-level ``seed`` + ``train:`` section).
 
     ``overrides`` are ``key=value`` strings (``train.steps=10``, ``steps=10`` or ``seed=3``),
-    values parsed as YAML. Raises ConfigError with a message naming ``where`` and the key.
+    values parsed as YAML. Raises ConfigError with a message naming ``where`` (default: the
+    file the mapping was loaded from) and the key.
     """
     if not isinstance(params, dict):
-        raise ConfigError(f"{where}: expected a mapping at the top level")
+        raise ConfigError(f"{where or 'params.yaml'}: expected a mapping at the top level")
+    where = where or source(params)
     section = params.get("train")
     if "train" not in params:
         raise ConfigError(f"{where}: train section is missing")
@@ -324,16 +321,11 @@ def _prefix(message: str) -> str:
 
 
 def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> TrainConfig:
-    """Read params.yaml (top-level ``seed`` and the ``train:`` section) into a TrainConfig."""
-    path = Path(path)
-    try:
-        params = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: params file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"{path}: unreadable params file ({first})") from None
-    return config_from_params(params, overrides, where=str(path))
+    """Read params.yaml (top-level ``seed`` and the ``train:`` section) into a TrainConfig.
+
+    Raises :class:`render.params.ParamsError` for an unreadable file, ConfigError for a bad entry.
+    """
+    return config_from_params(load_params(path), overrides)
 
 
 def with_resolution(cfg: TrainConfig, resolution: int, channels: int = 1) -> TrainConfig:

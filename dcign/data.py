@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcign.config import GROUPS, SWEEP_GROUP, ConfigError
+from dcign.config import GROUPS, ConfigError
 from render.shards import RenderedDataset, ShardError, load_dataset
-
-GREY = np.array([0.21, 0.72, 0.07], dtype=np.float32)  # RGB -> grey as the paper's code
+from render.vocabulary import GREY_WEIGHTS, SWEEP_GROUP
 
 
 @dataclass
@@ -35,7 +34,7 @@ class TrainingData:
     def __init__(self, dataset: RenderedDataset, device: torch.device | str = "cpu"):
         images = dataset.images
         if images.ndim == 5:  # RGB renders
-            images = np.rint(images.astype(np.float32) @ GREY).astype(np.uint8)
+            images = np.rint(images.astype(np.float32) @ GREY_WEIGHTS).astype(np.uint8)
         n, b, r = images.shape[:3]
         self.n_batches, self.batch_size, self.resolution = n, b, r
         self.sweep = np.asarray(dataset.sweep).astype(str)  # (N,)

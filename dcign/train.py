@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -27,6 +26,7 @@ from dcign.checkpoint import CheckpointError, has_checkpoint, load_training_stat
 from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
 from dcign.data import Schedule, load_training_data
 from dcign.model import DCIGN, loss_terms
+from render.atomic import check_writable
 
 TERMS = ("loss", "recon", "kl", "invariance")
 TIMINGS = ("images_per_s", "data_fraction", "elapsed_s")  # summary keys that vary with the machine
@@ -103,15 +103,6 @@ def _init_distributed() -> tuple[int, int, int, bool]:
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), started
 
 
-def _check_writable(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise TrainError(f"{out_dir}: output directory is not writable ({e.strerror or e})") from None
-
-
 def _check_resumable(meta: dict, cfg: TrainConfig, slots_per_step: int, out_dir: Path) -> None:
     try:
         saved = TrainConfig.from_dict(meta["train_config"])
@@ -154,17 +145,21 @@ def _truncate_live(live_dir: Path, done: int) -> None:
 
 
 def open_live(live_dir: Path, resume: bool):
-    """A dvclive logger that also works outside a DVC repo and in a git repo without commits."""
+    """dvclive's logger for the loss curves and the summary: no dvc.yaml, no experiment of its own, no report.
+
+    dvclive looks at the DVC and git repositories around the working directory. Outside any it
+    logs all the same, and under ``dvc repro`` or ``dvc exp run`` DVC tracks the files; in a git
+    repository without a commit it cannot start (dvclive 3.49), which stops training here with one line.
+    """
     from dvclive import Live
 
-    class _Live(Live):
-        def _init_dvc(self):
-            try:
-                super()._init_dvc()
-            except Exception:  # noqa: BLE001 - dvclive 3.49 raises SCMError("Empty git repo"); we need no repo
-                self._dvc_repo, self._save_dvc_exp, self._dvc_file = None, False, "dvc.yaml"
-
-    return _Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+    try:
+        return Live(dir=str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None, report=None)
+    except Exception as e:  # scmrepo's SCMError("Empty git repo"), not a class dcign depends on
+        raise TrainError(
+            f"{live_dir}: dvclive cannot start here ({type(e).__name__}: {e}); commit once (git commit) "
+            "or train outside this git repository"
+        ) from None
 
 
 def train(
@@ -203,7 +198,7 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
     cfg = with_resolution(cfg, data.resolution)
     schedule = Schedule(data, cfg.sweep_ratio, cfg.seed, cfg.model.latent, cfg.entangled)
     if rank == 0:
-        _check_writable(out_dir)
+        check_writable(out_dir, TrainError)
     meta = recover(out_dir) if resume and rank == 0 else None
     if world > 1:
         dist.barrier()  # rank 0 has repaired any interrupted save

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-FACTORS = ("azimuth", "elevation", "light")
+from render.vocabulary import FACTORS
 
 
 class CalibrationError(ValueError):

@@ -33,8 +33,9 @@ from pipeline import calibration as C
 from pipeline import metrics as M
 from pipeline import scoring as S
 from pipeline.encode import decode, encode
-from pipeline.params import ParamsError, get, load_params
-from render.shards import FACTORS, RenderedDataset, ShardError, load_dataset
+from render.params import ParamsError, get, load_params
+from render.shards import RenderedDataset, ShardError, load_dataset
+from render.vocabulary import FACTORS
 
 # Written together, then swapped in.
 OUTPUTS = ("latents", "calibration", "plots/scatter", "plots/images", "metrics.json")
@@ -221,6 +222,8 @@ def _finite(obj):
 
 
 def config_from_params(p: dict) -> S.EvalConfig:
+    """The ``evaluate`` section (and the top-level seed) of a params mapping; every key must be present."""
+
     def positive(key: str) -> int:
         return get(p, f"evaluate.{key}", int, positive=True)
 
@@ -283,7 +286,10 @@ def main(params_path, model_specs, test_dirs, grid_dir, recognition_dir, train_d
     """Score trained models on held-out data; write eval/metrics.json, latents, calibrations and plots."""
     from dcign.checkpoint import CheckpointError
 
-    cfg = config_from_params(load_params(params_path))
+    try:
+        cfg = config_from_params(load_params(params_path))
+    except ParamsError as e:
+        raise e.as_click() from None
     models = {}
     for spec in model_specs:
         name, sep, path = spec.partition("=")
@@ -297,7 +303,7 @@ def main(params_path, model_specs, test_dirs, grid_dir, recognition_dir, train_d
             [Path(d) for d in test_dirs], Path(grid_dir), Path(recognition_dir), [Path(d) for d in train_dirs], cfg
         )
         results = evaluate(models, data, Path(out_dir), cfg, progress=progress)
-    except (ShardError, CheckpointError, ParamsError, C.CalibrationError, ValueError) as e:
+    except (ShardError, CheckpointError, C.CalibrationError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or out_dir}: {e.strerror or e}") from None

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from render.shards import atomic_write_bytes, atomic_write_json
+from render.atomic import atomic_write_bytes, atomic_write_json
 
 RUNS = Path("docs/experiments/runs.json")
 DOC = Path("docs/experiments.md")

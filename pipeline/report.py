@@ -4,7 +4,8 @@
 ``dvc params diff --md``, ``dvc metrics diff --md`` and ``dvc plots diff --out`` against ``--base``
 and writes ``report.md``: the parameter and metric tables, a link to DVC's interactive plots
 page (``<plots-dir>/index.html``) and the image plots side by side per revision (local paths,
-which ``cml comment create`` uploads when it posts the report on a pull request).
+which ``cml comment create`` uploads when it posts the report on a pull request). Which image
+belongs to which plot and revision comes from ``dvc plots diff --json``, not from the page.
 
 The workspace side is whatever is checked out now (after ``dvc repro``); DVC reads the base's
 metrics from git, and its DVC-cached outputs (the image plots) only if they are in the local
@@ -13,12 +14,12 @@ cache or a remote: a missing revision is reported as DVC's warning, not as an er
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from html.parser import HTMLParser
 from pathlib import Path
 
 import click
@@ -64,46 +65,21 @@ def check_repo(cwd: Path, base: str) -> tuple[Path, str, str]:
     return top, r.stdout.strip(), head.stdout.strip() if head.returncode == 0 else ""
 
 
-class _PlotImages(HTMLParser):
-    """(plot path, revision, src) of every <img> in DVC's plots page.
+def plot_images(listing: str, static: Path) -> list[tuple[str, str, Path]]:
+    """(plot path, revision, image file) of every image plot in ``dvc plots diff --json`` output.
 
-    DVC writes ``<p>plot path</p>`` then, per revision, ``<p>revision</p><img src=...>``.
+    DVC names each image file after its revision and plot; the files are looked up in ``static``.
     """
-
-    def __init__(self):
-        super().__init__()
-        self.images: list[tuple[str, str, str]] = []
-        self._in_p, self._text, self._pending, self._plot = False, "", None, ""
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "p":
-            self._in_p, self._text = True, ""
-        elif tag == "img":
-            src = dict(attrs).get("src") or ""
-            if src:
-                self.images.append((self._plot, self._pending or "", src))
-            self._pending = None
-
-    def handle_endtag(self, tag):
-        if tag == "p" and self._in_p:
-            self._in_p = False
-            if self._pending is not None:  # two labels in a row: the first named the plot
-                self._plot = self._pending
-            self._pending = self._text.strip()
-
-    def handle_data(self, data):
-        if self._in_p:
-            self._text += data
-
-
-def plot_images(plots_dir: Path) -> list[tuple[str, str, Path]]:
-    """(plot path, revision, image file) for DVC's image plots in ``plots_dir``."""
-    index = plots_dir / "index.html"
-    parser = _PlotImages()
-    parser.feed(index.read_text(errors="replace"))
-    found = [(plot, rev, plots_dir / src) for plot, rev, src in parser.images if (plots_dir / src).is_file()]
-    if not found:  # unknown page layout: fall back to the files DVC copied
-        found = [("", p.stem, p) for p in sorted((plots_dir / "static").glob("*")) if p.is_file()]
+    try:
+        data = json.loads(listing).get("data") or {}
+    except (json.JSONDecodeError, AttributeError):
+        raise ReportError(f"dvc plots diff --json gave no JSON: {_last_line(listing)}") from None
+    found = []
+    for plot, entries in data.items():
+        for entry in entries:
+            path = static / Path(entry.get("url") or "").name
+            if entry.get("type") == "image" and path.is_file():
+                found += [(plot, rev, path) for rev in entry.get("revisions") or [""]]
     return found
 
 
@@ -133,6 +109,8 @@ def build_report(base: str, out: Path, plots_dir: Path, plots_url: str | None, c
         params = _dvc(["params", "diff", "--md", base], cwd).stdout
         metrics = _dvc(["metrics", "diff", "--md", base], cwd).stdout
         r = _dvc(["plots", "diff", base, "--out", str(tmp)], cwd)
+        # The same images again, with which plot and revision each is: files into static/, JSON on stdout.
+        listing = _dvc(["plots", "diff", base, "--json", "--out", str(tmp / "static")], cwd).stdout
         if plots_dir.exists():
             shutil.rmtree(plots_dir)
         os.replace(tmp, plots_dir)
@@ -156,7 +134,7 @@ def build_report(base: str, out: Path, plots_dir: Path, plots_url: str | None, c
     if index.is_file():
         link = plots_url or _rel(index, out)
         lines += [f"Interactive plots, every revision overlaid (`dvc plots diff {base}`): [{link}]({link})", ""]
-        lines += _image_tables(plot_images(plots_dir), out)
+        lines += _image_tables(plot_images(listing, plots_dir / "static"), out)
     else:
         lines += [f"DVC wrote no plots (`dvc plots diff {base}`).", ""]
     if notes:
@@ -213,7 +191,7 @@ def main(base, out_path, plots_dir, plots_url):
     """Write a markdown report of parameter, metric and plot changes against BASE."""
     if not base or base.startswith("-"):
         raise click.BadParameter(f"{base!r} is not a revision", param_hint="--base")
-    from render.shards import atomic_write_bytes
+    from render.atomic import atomic_write_bytes
 
     text = build_report(base, out_path, plots_dir, plots_url, Path.cwd())
     try:

@@ -23,7 +23,8 @@ import click
 import numpy as np
 
 from pipeline import calibration as C
-from render.shards import FACTORS, GREY_WEIGHTS
+from render.atomic import atomic_write_bytes
+from render.vocabulary import FACTORS, GREY_WEIGHTS
 
 RANGE_TOL = 1e-6  # degrees; sweep angles are stored as float32
 
@@ -203,7 +204,6 @@ def main(checkpoint, image_path, sets, calibration, out_path, size):
     edits = parse_edits(sets)
     # torch loads only once the arguments parse, so --help and --set errors are quick.
     from dcign.checkpoint import CheckpointError, load_model
-    from render.shards import atomic_write_bytes
 
     try:
         model, cfg, _ = load_model(checkpoint)

@@ -23,9 +23,9 @@ import numpy as np
 
 from pipeline import calibration as C
 from pipeline import metrics as M
-from render.shards import FACTORS, RenderedDataset
+from render.shards import RenderedDataset
+from render.vocabulary import FACTORS, SWEEP_GROUP
 
-SWEEP_FACTOR = {"azimuth": "azimuth", "elevation": "elevation", "light": "light"}
 DELTA_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))  # |azimuth difference| bins, degrees, (lo, hi]
 
 
@@ -117,7 +117,7 @@ def sweep_scatter(mu_test: np.ndarray, test: RenderedDataset, coords: dict) -> d
 def invariance_scores(mu_test: np.ndarray, test: RenderedDataset, groups: dict[str, np.ndarray]) -> dict:
     """Within-batch / overall spread of every group that is inactive in a test sweep batch."""
     by_batch = list(mu_test.reshape(test.n_batches, test.batch_size, -1))
-    active = [SWEEP_FACTOR.get(s, "intrinsic") for s in test.sweep]
+    active = [SWEEP_GROUP.get(s, "intrinsic") for s in test.sweep]
     return M.invariance_ratio(by_batch, groups, active)
 
 

@@ -5,95 +5,49 @@
     dcign-render preview --data data/train/azimuth --data data/train/light -o preview.png
     dcign-render preview --sweep azimuth --sweep light --batches 2 -o preview.png
 
-Options given on the command line override the ``render:`` section of a params file.
+A value given on the command line wins over the params file's (``--params``), which wins over
+the defaults (those of the shipped params.yaml); see :func:`render.job.job_from_params`.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from pipeline.params import ParamsError, get, get_range, load_params
-from render.shards import ALL_SWEEPS, EVAL_SWEEPS, GRID, RECOGNITION, SWEEPS, ShardError
-from render.sweeps import SweepConfig
-
-GRID_KEYS = ("identities", "azimuths", "elevations", "lights")
-RECOGNITION_KEYS = ("identities", "azimuths")
+from render.job import COLOURS, DEVICES, SPLITS, job_from_params
+from render.params import ParamsError, load_params
+from render.shards import ShardError
+from render.vocabulary import ALL_SWEEPS, EVAL_SWEEPS, SWEEPS
 
 
 def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-OVERRIDES = ("seed", "resolution", "samples", "batch_size", "batches_per_shard", "model", "device", "colour")
-
-
-def job_from_options(params_path, split: str, sweep: str, batches: int | None, o: dict):
-    """Build a RenderJob from params.yaml (if given), overridden by command-line options ``o``."""
-    from render.engine import RenderJob
-    from render.sweeps import grid_batches
-
-    p = load_params(params_path) if params_path else {}
-    defaults = RenderJob(sweep=sweep, n_batches=1)  # what applies without params.yaml
-
-    def pick(key, dotted, kind, default, **kw):
-        # Command line first, then params.yaml, then the built-in default.
-        if o.get(key) is not None:
-            return o[key]
-        return get(p, dotted, kind, **kw) if p and default is None else get(p, dotted, kind, default=default, **kw)
-
-    if sweep in EVAL_SWEEPS and not p:
-        raise click.UsageError(f"--sweep {sweep} needs --params (its sizes are evaluate.{sweep} in params.yaml)")
-    if not p and batches is None:
+def job_from_options(params_path, split: str, sweep: str, batches: int | None, options: dict):
+    """The RenderJob of the command line: ``options`` over the params file (if given) over the defaults."""
+    if not params_path and batches is None and sweep not in EVAL_SWEEPS:
         raise click.UsageError("--batches is required without --params")
-    ranges = {n: get_range(p, f"render.ranges.{n}") if p else SweepConfig().ranges[n] for n in SweepConfig().ranges}
-    seed = o.get("seed")
-    if seed is None:
-        seed = get(p, "seed", int) if p else 0
-        if p and split == "test":
-            seed += get(p, "render.test_seed_offset", int, positive=True)
-    grid = tuple(get(p, f"evaluate.grid.{k}", int, positive=True) for k in GRID_KEYS) if sweep == GRID else None
-    recog = None
-    if sweep == RECOGNITION:
-        recog = tuple(get(p, f"evaluate.recognition.{k}", int, positive=True) for k in RECOGNITION_KEYS)
-    default_b = None if p else defaults.sweep_cfg.batch_size
-    if grid or recog:  # one batch holds every azimuth of one face
-        batch_size = grid[1] if grid else recog[1]
-    else:
-        batch_size = pick("batch_size", "render.batch_size", int, default_b, positive=True)
-    sweep_cfg = SweepConfig(
-        batch_size=batch_size,
-        ranges=ranges,
-        fixed_fraction=get(p, "render.fixed_fraction", float, default=1.0) if p else 1.0,
-        **({"grid": grid} if grid else {}),
-        **({"recognition": recog} if recog else {}),
-    )
-    if batches is None:
-        if grid:
-            batches = grid_batches(sweep_cfg)
-        elif recog:
-            batches = recog[0]
-        else:
-            batches = get(p, f"render.{split}_batches.{sweep}", int, positive=True)
-    default_bps = None if p else defaults.batches_per_shard
-    job = RenderJob(
-        sweep=sweep,
-        n_batches=batches,
-        seed=seed,
-        resolution=pick("resolution", "render.resolution", int, None if p else defaults.resolution, positive=True),
-        samples=pick("samples", "render.samples", int, None if p else defaults.samples, positive=True),
-        batches_per_shard=pick("batches_per_shard", "render.batches_per_shard", int, default_bps, positive=True),
-        model=str(pick("model", "render.model", str, "default")),
-        colour=pick("colour", "render.colour", str, "grey", choices=("grey", "rgb")),
-        device=pick("device", "render.device", str, "cpu", choices=("cpu", "cuda", "optix")),
-        sweep_cfg=sweep_cfg,
-    )
     try:
+        job = job_from_params(load_params(params_path) if params_path else None, sweep, split, batches, **options)
         job.validate()
+    except ParamsError as e:
+        raise e.as_click() from None
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
     return job
+
+
+def parse_shard_spec(spec: str | None) -> tuple[int, int]:
+    """``--shard i/n``: this part ``i`` of ``n`` (0 <= i < n); no spec is the whole sweep, 0/1."""
+    if spec is None:
+        return 0, 1
+    parts = spec.split("/")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) <= 0 or int(parts[0]) >= int(parts[1]):
+        raise ValueError(f"--shard must look like i/n with integers 0 <= i < n, got {spec!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _positive(ctx, param, value):
@@ -106,19 +60,19 @@ common = [
     click.option("--params", "params_path", type=click.Path(dir_okay=False), help="params.yaml to read defaults from"),
     click.option(
         "--split",
-        type=click.Choice(["train", "test"]),
+        type=click.Choice(SPLITS),
         default="train",
         show_default=True,
-        help="with --params: which batch counts and seed to use",
+        help="which batch counts (render.<split>_batches) and seed (the test split's is offset) to use",
     ),
-    click.option("--seed", type=int, help="seed (default: params seed, else 0)"),
+    click.option("--seed", type=int, help="seed (default: the params file's, plus the test offset for --split test)"),
     click.option("--resolution", type=int, callback=_positive, help="square image side in pixels"),
     click.option("--samples", type=int, callback=_positive, help="Cycles samples per pixel"),
     click.option("--batch-size", type=int, callback=_positive, help="images per batch"),
     click.option("--batches-per-shard", type=int, callback=_positive, help="batches stored per shard file"),
     click.option("--model", help="face model: 'default' or a path (.mat, .h5, .bin, .npz, mesh folder)"),
-    click.option("--device", type=click.Choice(["cpu", "cuda", "optix"]), help="Cycles device"),
-    click.option("--colour", type=click.Choice(["grey", "rgb"]), help="store greyscale (paper) or RGB images"),
+    click.option("--device", type=click.Choice(DEVICES), help="Cycles device"),
+    click.option("--colour", type=click.Choice(COLOURS), help="store greyscale (paper) or RGB images"),
 ]
 
 
@@ -152,8 +106,7 @@ def main(ctx, sweep, batches, out, workers, shard_spec, quiet, params_path, spli
         raise click.UsageError("--out is required")
     if workers < 0:
         raise click.BadParameter(f"must be >= 0, got {workers}", param_hint="--workers")
-    from render.engine import parse_shard_spec, render_sweep
-    from render.faces.loaders import FaceModelError
+    from render.engine import render_sweep
     from render.scene import RenderError
 
     try:
@@ -162,9 +115,10 @@ def main(ctx, sweep, batches, out, workers, shard_spec, quiet, params_path, spli
         raise click.BadParameter(str(e), param_hint="--shard") from None
     job = job_from_options(params_path, split, sweep, batches, overrides)
     try:
-        render_sweep(job, Path(out), workers=workers, shard=shard, progress=not quiet)
-    except (ShardError, FaceModelError, RenderError, ParamsError, ValueError) as e:
+        summary = render_sweep(job, Path(out), workers=workers, shard=shard, progress=not quiet)
+    except (RenderError, ValueError) as e:  # ShardError, FaceModelError: a bad directory or face model
         _fail(str(e))
+    click.echo(json.dumps(summary))
 
 
 @main.command()
@@ -206,18 +160,18 @@ def preview(data_dirs, sweeps, batches, max_images, output, params_path, split, 
                 rows.append(arrays["images"][b][:max_images])
                 labels.append(f"{arrays['sweep'][b]} #{int(arrays['batch_index'][b])}")
     if sweeps:
-        from render.engine import _W, _init_worker, render_batch
+        from render.renderer import Renderer
+        from render.scene import RenderError
 
         for s in sweeps:
             job = job_from_options(params_path, split, s, batches, overrides)
             try:
-                _init_worker(job)
-            except Exception as e:  # a bad model or device: one line, not a traceback
+                with Renderer(job) as renderer:
+                    for b in range(batches):
+                        rows.append(renderer.render_batch(b)["images"][:max_images])
+                        labels.append(f"{s} #{b}")
+            except (RenderError, ValueError) as e:  # a bad model or device: one line, not a traceback
                 _fail(str(e))
-            for b in range(batches):
-                rows.append(render_batch(_W["scene"], _W["model"], job, b)["images"][:max_images])
-                labels.append(f"{s} #{b}")
-            _W.pop("scene").close()
     try:
         write_png(Path(output), contact_sheet(rows, labels))
     except OSError as e:

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from render.shards import atomic_write_bytes
+from render.atomic import atomic_write_bytes
 
 LABEL_WIDTH = 150
 PAD = 2

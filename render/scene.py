@@ -18,13 +18,11 @@ import cv2
 import numpy as np
 
 from render import camera, lighting, material
-from render.shards import GREY_WEIGHTS
-
-DEVICES = ("cpu", "cuda", "optix")
+from render.job import DEVICES
 
 
 @contextlib.contextmanager
-def _stdout_silenced():
+def silenced_stdout():
     """Blender prints two lines per render to fd 1; keep them out of logs and pipes."""
     sys.stdout.flush()
     saved = os.dup(1)
@@ -42,7 +40,7 @@ class RenderError(RuntimeError):
     """The renderer could not be set up as asked (e.g. no GPU of the requested kind)."""
 
 
-def _configure_cycles(scene: bpy.types.Scene, resolution: int, samples: int, threads: int, device: str) -> None:
+def configure_cycles(scene: bpy.types.Scene, resolution: int, samples: int, threads: int, device: str) -> None:
     scene.render.engine = "CYCLES"
     scene.render.resolution_x = scene.render.resolution_y = resolution
     scene.render.resolution_percentage = 100
@@ -103,7 +101,7 @@ class FaceScene:
             raise RenderError(f"resolution and samples must be positive, got {resolution} and {samples}")
         bpy.ops.wm.read_factory_settings(use_empty=True)
         self.scene = bpy.context.scene
-        _configure_cycles(self.scene, resolution, samples, threads, device)
+        configure_cycles(self.scene, resolution, samples, threads, device)
         self.resolution = resolution
         self.camera = camera.create_camera(self.scene)
         self.sun = lighting.create_light(self.scene)
@@ -178,7 +176,7 @@ class FaceScene:
     # --- render ----------------------------------------------------------------------------
     def render_image(self) -> np.ndarray:
         """Render the current state; return (R, R, 3) uint8 sRGB."""
-        with _stdout_silenced():
+        with silenced_stdout():
             bpy.ops.render.render(write_still=True)
         bgr = cv2.imread(self._frame_path, cv2.IMREAD_COLOR)
         if bgr is None:
@@ -188,49 +186,3 @@ class FaceScene:
     def close(self) -> None:
         Path(self._frame_path).unlink(missing_ok=True)
         Path(self._tmpdir).rmdir()
-
-
-def to_grey(rgb: np.ndarray) -> np.ndarray:
-    """(…, 3) uint8 RGB -> (…) uint8 grey with the paper's weights."""
-    grey = rgb.astype(np.float32) @ GREY_WEIGHTS
-    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
-
-
-def render_faces(
-    model,
-    shape_coeffs: np.ndarray,
-    albedo_coeffs: np.ndarray,
-    azimuths_deg,
-    elevations_deg,
-    lights_deg,
-    resolution: int,
-    samples: int = 16,
-    identities=None,
-    threads: int = 0,
-    device: str = "cpu",
-) -> np.ndarray:
-    """Render n faces of a morphable model in one scene; returns (n, R, R, 3) uint8 RGB."""
-    scene = FaceScene(resolution, samples, threads=threads, device=device)
-    try:
-        out = []
-        for i in range(len(shape_coeffs)):
-            ident = None if identities is None else identities[i]
-            verts, cols = _instance(model, shape_coeffs[i], albedo_coeffs[i], ident)
-            scene.set_face(verts, cols, _triangles(model, ident))
-            scene.set_pose(float(azimuths_deg[i]), float(elevations_deg[i]), float(lights_deg[i]))
-            out.append(scene.render_image())
-        return np.stack(out)
-    finally:
-        scene.close()
-
-
-def _instance(model, shape, albedo, identity):
-    if getattr(model, "n_identities", None):
-        return model.instance(shape, albedo, identity=identity)
-    return model.instance(shape, albedo)
-
-
-def _triangles(model, identity):
-    if getattr(model, "n_identities", None):
-        return model.triangles_for(identity)
-    return model.triangles

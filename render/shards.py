@@ -24,73 +24,25 @@ shard, its batch range and SHA-256, so corrupted or foreign shards are detected.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from render.atomic import atomic_write_bytes, sha256_bytes, sha256_file
+
 FORMAT = "dcign-shards/1"
 MANIFEST = "manifest.json"
-FACTORS = ("azimuth", "elevation", "light")
-SWEEPS = ("azimuth", "elevation", "light", "shape", "texture", "intrinsic")
-# The evaluation grid (identities x azimuths x elevations x lights) is stored as a
-# pseudo-sweep: batch b holds every azimuth for one (identity, elevation, light).
-GRID = "grid"
-# The recognition set: batch b holds one identity at evenly spaced azimuths over the whole
-# range, with elevation and light drawn per image (invariant recognition across pose).
-RECOGNITION = "recognition"
-ALL_SWEEPS = (*SWEEPS, GRID, RECOGNITION)
-# Pseudo-sweeps whose sizes come from the evaluate section of params.yaml.
-EVAL_SWEEPS = (GRID, RECOGNITION)
-# Grey images use the paper's conversion of the RGB renders: 0.21 R + 0.72 G + 0.07 B.
-GREY_WEIGHTS = np.array([0.21, 0.72, 0.07], dtype=np.float32)
-# The sweep that varies each factor; shape/texture/intrinsic all vary identity.
-ACTIVE_FACTOR = {"azimuth": "azimuth", "elevation": "elevation", "light": "light"}
 
 
 class ShardError(ValueError):
     """A dataset directory or shard is missing, corrupt or inconsistent."""
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 def shard_name(k: int) -> str:
     return f"shard-{k:05d}.npz"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; shared dataset dirs need the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> str:
@@ -99,7 +51,7 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> str:
     np.savez(buf, **arrays)
     data = buf.getvalue()
     atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return sha256_bytes(data)
 
 
 def read_manifest(directory: Path) -> dict | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from render.shards import ALL_SWEEPS, GRID, RECOGNITION
+from render.vocabulary import ALL_SWEEPS, GRID, RECOGNITION
 
 # Paper ranges (degrees): azimuth about ±90, elevation about ±23, light azimuth about ±80.
 DEFAULT_RANGES = {"azimuth": (-90.0, 90.0), "elevation": (-23.0, 23.0), "light": (-80.0, 80.0)}
@@ -25,11 +25,11 @@ class SweepConfig:
     ranges: dict = field(default_factory=lambda: dict(DEFAULT_RANGES))  # factor -> (min, max) degrees
     # Non-swept angles are drawn from this fraction of their range, centred: the
     # paper's fixed pose/light mostly sat near frontal.
-    fixed_fraction: float = 1.0
+    fixed_fraction: float = 0.6
     # Evaluation grid sizes (identities, azimuths, elevations, lights); only for the "grid" sweep.
-    grid: tuple[int, int, int, int] = (10, 9, 5, 5)
+    grid: tuple[int, int, int, int] = (12, 9, 5, 5)
     # Recognition set sizes (identities, azimuths); only for the "recognition" sweep.
-    recognition: tuple[int, int] = (100, 13)
+    recognition: tuple[int, int] = (200, 13)
 
     def validate(self) -> None:
         if self.batch_size <= 0:

@@ -1,5 +1,9 @@
 """Session fixtures made by the real producers: a tiny project rendered by the renderer,
-models trained by the trainer, and its evaluation written by the evaluation stage."""
+models trained by the trainer, and its evaluation written by the evaluation stage.
+
+Tests that use them run Blender (or train, or evaluate) and are marked ``slow``
+automatically; ``make test-fast`` (``pytest -m "not slow"``) leaves them out.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,26 @@ import pytest
 from tiny_profile import write_tiny_params
 
 SWEEPS = ("azimuth", "elevation", "light", "intrinsic")
+PRODUCED = ("tiny_project", "tiny_models", "tiny_eval")  # the fixtures below
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if set(PRODUCED) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def _render(root: Path, params: Path) -> None:
-    from render.cli import job_from_options
     from render.engine import render_sweep
+    from render.job import job_from_params
+    from render.params import load_params
 
+    p = load_params(params)
     for split in ("train", "test"):
         for sweep in SWEEPS:
-            job = job_from_options(params, split, sweep, None, {})
-            render_sweep(job, root / "data" / split / sweep, workers=1, progress=False)
-    for sweep, out in (("grid", "grid"), ("recognition", "recognition")):
-        render_sweep(job_from_options(params, "test", sweep, None, {}), root / "data" / out, workers=1, progress=False)
+            render_sweep(job_from_params(p, sweep, split), root / "data" / split / sweep, workers=1, progress=False)
+    for sweep in ("grid", "recognition"):
+        render_sweep(job_from_params(p, sweep, "test"), root / "data" / sweep, workers=1, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +65,7 @@ def tiny_models(tiny_project) -> Path:
 def tiny_eval(tiny_models) -> tuple[Path, dict]:
     """eval/ of the tiny project written by the evaluation stage; returns (project root, metrics)."""
     from pipeline.evaluate import config_from_params, evaluate, load_data
-    from pipeline.params import load_params
+    from render.params import load_params
 
     root = tiny_models
     cfg = config_from_params(load_params(root / "params.yaml"))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from render.shards import FORMAT, MANIFEST, atomic_write_json, shard_name, write_shard
+from render.atomic import atomic_write_json
+from render.shards import FORMAT, MANIFEST, shard_name, write_shard
 
 RANGES = {"azimuth": 80.0, "elevation": 20.0, "light": 80.0}  # +- degrees
 N_COEFF = 4  # shape / albedo coefficients per identity

@@ -5,7 +5,7 @@ import yaml
 from click.testing import CliRunner
 
 from dcign.cli import main
-from dcign.config import ConfigError, TrainConfig, config_from_params, default_params, load_config
+from dcign.config import ConfigError, ModelConfig, TrainConfig, config_from_params, default_params, load_config
 
 
 def write_params(path, **train):
@@ -17,8 +17,12 @@ def write_params(path, **train):
 
 def test_defaults_round_trip(tmp_path):
     cfg = load_config(write_params(tmp_path / "params.yaml"))
-    assert cfg == TrainConfig(model=cfg.model) and cfg.model.filters == (32, 32, 32)
+    # The data decides the resolution; the reader validates with the smallest that fits the poolings.
+    assert cfg.model == ModelConfig(resolution=2 ** len(ModelConfig().filters))
+    assert cfg == TrainConfig(model=cfg.model)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    other = load_config(write_params(tmp_path / "other.yaml", latent=9, steps=5))
+    assert (other.model.latent, other.steps) == (9, 5) and other != cfg
 
 
 def test_overrides():

@@ -15,7 +15,8 @@ from pipeline import calibration as C
 from pipeline import scoring as S
 from pipeline.encode import encode
 from pipeline.evaluate import main as evaluate_cli
-from render.shards import FACTORS, RenderedDataset, load_dataset
+from render.shards import RenderedDataset, load_dataset
+from render.vocabulary import FACTORS
 
 CFG = S.EvalConfig(bootstrap=200, mig_halves=4, score_samples=200, mig_samples=200, rerender_pairs=300, dci_trees=5)
 

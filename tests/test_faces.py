@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
-import types
 
 import h5py
 import numpy as np
@@ -387,18 +385,32 @@ def test_cli_info(tmp_path):
 
 
 def test_cli_preview_calls_the_renderer(tmp_path, monkeypatch):
+    import render.renderer
+
     calls = {}
 
-    def fake_render_faces(model, shape, albedo, azimuths, elevations, lights, resolution, samples=16, identities=None):
-        calls.update(shape=shape, albedo=albedo, azimuths=np.asarray(azimuths), identities=identities)
-        return np.full((len(shape), resolution, resolution, 3), 90, np.uint8)
+    class FakeRenderer:  # the sheet's layout without Blender
+        def __init__(self, settings):
+            calls["settings"] = settings
 
-    monkeypatch.setitem(sys.modules, "render.scene", types.SimpleNamespace(render_faces=fake_render_faces))
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def render_faces(self, model, shape, albedo, azimuth, elevation, light, identities=None):
+            calls.update(shape=shape, albedo=albedo, azimuths=np.asarray(azimuth), identities=identities)
+            r = calls["settings"].resolution
+            return np.full((len(shape), r, r, 3), 90, np.uint8)
+
+    monkeypatch.setattr(render.renderer, "Renderer", FakeRenderer)
     out = tmp_path / "sheet.png"
     args = ["preview", "--model", "default", "--n", "3", "-o", str(out), "--resolution", "32", "--seed", "1"]
     result = CliRunner().invoke(faces_cli.main, args)
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 0
+    assert (calls["settings"].resolution, calls["settings"].samples) == (32, 32)
     assert calls["shape"].shape == (6, 30) and list(calls["azimuths"]) == [0, 45] * 3
     np.testing.assert_array_equal(calls["shape"][0], calls["shape"][1])  # same face, two views
     assert calls["identities"] is None

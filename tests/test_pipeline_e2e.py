@@ -1,4 +1,5 @@
-"""End to end: the project copied to a temp dir, a tiny profile, a real ``dvc repro``."""
+"""End to end: the project copied to a temp dir with the tiny profile, a real ``dvc repro``, then
+README's next commands exactly as written (enter .venv, ``dvc exp run -S ...``, ``dvc metrics diff``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ SKIP = {
     ".gl",
     ".whl",
 }
+VENV = Path(sys.executable).parent.parent  # the environment running the tests, as `make` makes .venv
+pytestmark = pytest.mark.slow
 
 
 def run(cmd, cwd, env):
@@ -36,25 +39,33 @@ def run(cmd, cwd, env):
     return r.stdout
 
 
-@pytest.mark.slow
-def test_dvc_repro_tiny_profile(tmp_path):
-    proj = tmp_path / "proj"
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A fresh clone's state: the project with the tiny profile, committed once."""
+    proj = tmp_path_factory.mktemp("e2e") / "proj"
     shutil.copytree(ROOT, proj, ignore=lambda d, names: [n for n in names if n in SKIP])
     shutil.rmtree(proj / ".dvc" / "tmp", ignore_errors=True)
     (proj / "dvc.lock").unlink(missing_ok=True)
     write_tiny_params(proj / "params.yaml")
-
     env = {
         **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "GIT_AUTHOR_NAME": "t",
         "GIT_AUTHOR_EMAIL": "t@t",
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@t",
+        "GIT_CONFIG_NOSYSTEM": "1",
     }
-    dvc = [sys.executable, "-m", "dvc"]
     run(["git", "init", "-q"], proj, env)
+    run(["git", "add", "-A"], proj, env)
+    run(["git", "commit", "-q", "-m", "tiny profile"], proj, env)
+    return proj, env
+
+
+def test_dvc_repro_tiny_profile(project):
+    proj, env = project
+    env = {**env, "PATH": f"{VENV / 'bin'}{os.pathsep}{env['PATH']}"}  # what `make repro` does
+    dvc = [sys.executable, "-m", "dvc"]
     run(dvc + ["repro", "--quiet"], proj, env)
 
     metrics = json.loads((proj / "eval" / "metrics.json").read_text())
@@ -71,3 +82,29 @@ def test_dvc_repro_tiny_profile(tmp_path):
     assert "reconstruction" in shown
     status = run(dvc + ["status", "--json"], proj, env)
     assert json.loads(status or "{}") == {}, status
+
+
+def test_readme_next_commands_work_as_written(project):
+    """After the two commands, README says: enter the environment, then dvc exp run -S ..., dvc metrics diff."""
+    proj, env = project
+    if not (VENV / "bin" / "activate").is_file():
+        pytest.skip(f"{sys.executable} does not run in a virtual environment")
+    (proj / ".venv").symlink_to(VENV, target_is_directory=True)
+    with open(proj / ".git" / "info" / "exclude", "a") as f:
+        f.write(".venv\n")
+    # A fresh shell: neither dvc nor the dcign-* commands on PATH until .venv is entered.
+    path = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != VENV / "bin")
+    shell = {**env, "PATH": path}
+    shell.pop("VIRTUAL_ENV", None)
+    steps = [
+        "source .venv/bin/activate",
+        "dvc exp run -S train.steps=8 -S train.invariance=0.1",
+        "dvc exp show --no-pager",
+        "dvc metrics diff",
+    ]
+    out = run(["bash", "-c", " && ".join(steps)], proj, shell)
+    assert "reconstruction" in out  # dvc metrics diff lists the experiment's metrics
+    for name in ("dcign", "baseline"):
+        record = json.loads((proj / "models" / name / "model.json").read_text())
+        assert record["step"] == 8 and record["train_config"]["invariance"] == 0.1
+    assert json.loads((proj / "eval" / "metrics.json").read_text())["dcign"]["method"] == "dcign"

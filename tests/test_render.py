@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +16,17 @@ import pytest
 from click.testing import CliRunner
 
 from render import shards
+from render.atomic import remove_stale_temporaries
 from render.cli import main as render_cli
-from render.engine import RenderJob, parse_shard_spec, render_sweep
+from render.cli import parse_shard_spec
+from render.engine import render_sweep
+from render.job import RenderJob, job_from_params
 from render.sweeps import SweepConfig, batch_factors, grid_batches
 
+ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(resolution=16, samples=2, batches_per_shard=2)
 CFG = SweepConfig(batch_size=4)
+blender = pytest.mark.slow  # renders with Blender
 
 
 def tiny_job(sweep="azimuth", n_batches=3, **kw) -> RenderJob:
@@ -82,6 +91,18 @@ def test_sweep_config_rejects_inverted_ranges():
         SweepConfig(ranges={"azimuth": (10, -10), "elevation": (0, 1), "light": (0, 1)}).validate()
 
 
+def test_only_stale_temporaries_are_removed(tmp_path):
+    killed = tmp_path / ".manifest.json.k1.tmp"  # a write killed an hour ago
+    killed.write_text("partial")
+    os.utime(killed, (time.time() - 3600,) * 2)
+    live = tmp_path / ".shard-00003.npz.k2.tmp"  # another process writing now
+    live.write_text("partial")
+    shard = tmp_path / "shard-00000.npz"
+    shard.write_text("done")
+    assert remove_stale_temporaries(tmp_path, before=time.time() - 60) == [killed]
+    assert live.exists() and shard.exists() and not killed.exists()
+
+
 # --- rendering with Blender ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
@@ -90,6 +111,7 @@ def rendered(tmp_path_factory):
     return out, summary
 
 
+@blender
 def test_render_writes_manifest_and_shards(rendered):
     out, summary = rendered
     assert summary["complete"] and summary["rendered_shards"] == 2
@@ -105,6 +127,7 @@ def test_render_writes_manifest_and_shards(rendered):
     assert manifest["config"]["resolution"] == 16 and manifest["versions"]["blender"].startswith("4.5")
 
 
+@blender
 def test_rerun_skips_and_repairs_corrupt_shards_identically(rendered, tmp_path):
     out, _ = rendered
     copy = shutil.copytree(out, tmp_path / "copy")
@@ -117,6 +140,7 @@ def test_rerun_skips_and_repairs_corrupt_shards_identically(rendered, tmp_path):
     assert (copy / "shard-00001.npz").read_bytes() == original
 
 
+@blender
 def test_two_workers_and_machine_shards_give_identical_bytes(rendered, tmp_path):
     out, _ = rendered
     parts = tmp_path / "parts"
@@ -133,12 +157,14 @@ def test_two_workers_and_machine_shards_give_identical_bytes(rendered, tmp_path)
     assert shards.read_manifest(parts)["complete"]
 
 
+@blender
 def test_output_rendered_with_other_params_is_refused(rendered):
     out, _ = rendered
     with pytest.raises(shards.ShardError, match="different params"):
         render_sweep(tiny_job(seed=99), out, workers=1, progress=False)
 
 
+@blender
 def test_checksum_mismatch_is_never_loaded_silently(rendered, tmp_path):
     out, _ = rendered
     copy = shutil.copytree(out, tmp_path / "c")
@@ -154,6 +180,7 @@ def run_cli(*args):
     return CliRunner().invoke(render_cli, list(args))
 
 
+@blender
 def test_cli_renders_and_previews(tmp_path):
     out = tmp_path / "light"
     tiny = "--batch-size 3 --resolution 16 --samples 2".split()
@@ -181,8 +208,8 @@ def test_cli_renders_and_previews(tmp_path):
         (["--sweep", "azimuth", "--batches", "1", "--model", "no/such/model.mat", "--out", "x"], "model.mat"),
     ],
 )
-def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
-    os.chdir(tmp_path)
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
     r = run_cli(*args)
     assert r.exit_code != 0
     assert message in r.output
@@ -204,50 +231,41 @@ def test_cli_params_errors_name_the_parameter(tmp_path):
         "  train_batches: {azimuth: 1}\n"
     )
     r = run_cli("--params", str(params), "--sweep", "azimuth", "--out", str(tmp_path / "o"))
-    assert r.exit_code != 0 and "render.ranges.azimuth" in r.output
-    params.write_text("seed: 0\nrender:\n  resolution: -1\n")
+    assert r.exit_code == 2 and f"Error: {params}: render.ranges.azimuth has min > max (90.0 > -90.0)" in r.output
+    params.write_text("seed: 0\nrender:\n  resolution: -1\n  train_batches: {azimuth: 1}\n")
     r = run_cli("--params", str(params), "--sweep", "azimuth", "--out", str(tmp_path / "o"))
-    assert r.exit_code != 0 and "render.ranges.azimuth is missing" in r.output
+    assert r.exit_code == 2 and f"Error: {params}: render.resolution must be positive, got -1" in r.output
+    params.write_text("seed: 0\nrender:\n  resolution: 16\n")
+    r = run_cli("--params", str(params), "--sweep", "light", "--split", "test", "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "render.test_batches.light is missing" in r.output
     assert not (tmp_path / "o").exists()
 
 
-def test_sigkill_then_rerun_is_byte_identical(tmp_path, rendered):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    out, _ = rendered
+@blender
+def test_sigkill_then_rerun_is_byte_identical(tmp_path):
+    """A render killed by SIGKILL while it runs, then rerun: the shards of an uninterrupted render."""
+    n = 24
+    options = dict(resolution=16, samples=2, batch_size=4, batches_per_shard=1)
+    flags = [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
     target = tmp_path / "killed"
-    cmd = [
-        sys.executable,
-        "-m",
-        "render.cli",
-        "--sweep",
-        "azimuth",
-        "--batches",
-        "3",
-        "--batch-size",
-        "4",
-        "--resolution",
-        "16",
-        "--samples",
-        "2",
-        "--batches-per-shard",
-        "2",
-        "--out",
-        str(target),
-        "--workers",
-        "1",
-        "--quiet",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
+    cmd = [sys.executable, "-m", "render.cli", "--sweep", "azimuth", "--batches", str(n), *flags]
+    cmd += ["--out", str(target), "--workers", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
     while not (target / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
+    assert proc.poll() is None, "the render ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for name in ("shard-00000.npz", "shard-00001.npz"):
-        assert (target / name).read_bytes() == (out / name).read_bytes()
+    assert 1 <= len(list(target.glob("shard-*.json"))) < n  # killed part way
+
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    summary = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert summary["complete"] and summary["skipped_shards"] >= 1 and summary["rendered_shards"] >= 1
+    straight = tmp_path / "straight"
+    render_sweep(job_from_params(None, "azimuth", "train", n, **options), straight, workers=1, progress=False)
+    names = sorted(p.name for p in straight.glob("shard-*.npz"))
+    assert len(names) == n and sorted(p.name for p in target.glob("shard-*.npz")) == names
+    assert all((target / name).read_bytes() == (straight / name).read_bytes() for name in names)
     assert not list(target.glob(".*.tmp"))

@@ -13,6 +13,8 @@ from click.testing import CliRunner
 
 from pipeline.report import main
 
+pytestmark = pytest.mark.slow  # real git and DVC runs
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "test",
     "GIT_AUTHOR_EMAIL": "test@example.com",

@@ -82,20 +82,19 @@ def preview(model_path: str, n: int, output: Path, resolution: int, seed: int, s
     if model.n_identities:
         identities = np.arange(n) % model.n_identities
     from render.preview import contact_sheet, write_png
-    from render.scene import render_faces
+    from render.renderer import Renderer, SceneSettings
 
     views = len(PREVIEW_AZIMUTHS)
-    images = render_faces(
-        model,
-        np.repeat(shape, views, axis=0),
-        np.repeat(albedo, views, axis=0),
-        np.tile(PREVIEW_AZIMUTHS, n),
-        np.zeros(n * views),
-        np.full(n * views, PREVIEW_LIGHT_DEG),
-        resolution,
-        samples,
-        identities=None if identities is None else np.repeat(identities, views),
-    ).reshape(n, views, resolution, resolution, 3)
+    with Renderer(SceneSettings(resolution, samples)) as renderer:
+        images = renderer.render_faces(
+            model,
+            np.repeat(shape, views, axis=0),
+            np.repeat(albedo, views, axis=0),
+            np.tile(PREVIEW_AZIMUTHS, n),
+            np.zeros(n * views),
+            np.full(n * views, PREVIEW_LIGHT_DEG),
+            identities=None if identities is None else np.repeat(identities, views),
+        ).reshape(n, views, resolution, resolution, 3)
     rows, labels = [], []
     for start in range(0, n, per_row):
         chunk = images[start : start + per_row]

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class FaceModelError(ValueError):
+    """A face model file is missing, of unknown type, or malformed; the message names the file."""
+
+
 @dataclass
 class MorphableModel:
     """A linear (PCA) model of shape and albedo over one mesh topology."""

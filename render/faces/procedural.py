@@ -39,6 +39,7 @@ import functools
 
 import numpy as np
 
+from render.faces.canonical import canonical_frame, srgb255_to_linear
 from render.faces.model import MorphableModel
 
 # Fixed so every run builds the same model (used for the skin blotch pattern).
@@ -98,11 +99,6 @@ ALBEDO_PARAMETERS: tuple[tuple[str, str], ...] = (
     ("blotchiness", "uneven, blotchy skin tone"),
 )
 albedo_component_names: tuple[str, ...] = tuple(p[0] for p in ALBEDO_PARAMETERS)
-
-
-def _srgb_to_linear(c: np.ndarray | tuple) -> np.ndarray:
-    c = np.asarray(c, dtype=np.float64) / 255.0
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
 def _icosphere(subdivisions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -358,7 +354,7 @@ def _albedo(f: _Frame) -> tuple[np.ndarray, list[np.ndarray]]:
     """Mean linear-RGB colour and one colour pattern per albedo parameter (at +1 std)."""
     ex, ey = _EYE
     n = f.x.shape[0]
-    skin_c = _srgb_to_linear((212, 160, 130))
+    skin_c = srgb255_to_linear((212, 160, 130))
     col = np.tile(skin_c, (n, 1))
 
     def paint(mask, colour):
@@ -370,35 +366,35 @@ def _albedo(f: _Frame) -> tuple[np.ndarray, list[np.ndarray]]:
     hair = _smoothstep(-0.03, 0.03, f.y - hairline)
     ear = np.exp(-(np.abs((f.y + 0.12) / 0.27) ** 3) - np.abs((f.z + 0.08) / 0.16) ** 3) * f.side
     hair *= 1.0 - ear
-    hair_c = _srgb_to_linear((85, 60, 42))
+    hair_c = srgb255_to_linear((85, 60, 42))
     paint(hair * 0.95, hair_c)
     # Lips.
     lips = np.clip(f.sg(0.0, _MOUTH_Y + 0.038, 0.18, 0.03) + f.sg(0.0, _MOUTH_Y - 0.045, 0.155, 0.04), 0, 1)
-    lip_c = _srgb_to_linear((185, 95, 90))
+    lip_c = srgb255_to_linear((185, 95, 90))
     paint(lips * 0.85, lip_c)
     mouth_line = f.g(0.0, _MOUTH_Y, 0.19, 0.008)
-    paint(mouth_line * 0.8, _srgb_to_linear((70, 30, 30)))
+    paint(mouth_line * 0.8, srgb255_to_linear((70, 30, 30)))
     # Eyebrows: arcs above the eyes.
     yb = 0.125 + 0.03 * np.exp(-(((f.ax - 0.25) / 0.12) ** 2))
     brows = np.exp(-(((f.y - yb) / 0.022) ** 2)) * _smoothstep(0.05, 0.1, f.ax) * _smoothstep(0.45, 0.36, f.ax)
     brows *= f.front
-    brow_c = _srgb_to_linear((75, 52, 40))
+    brow_c = srgb255_to_linear((75, 52, 40))
     paint(brows * 0.75, brow_c)
     # Eyes: almond-shaped sclera, iris, pupil.
     dx, dy = (f.ax - ex) / 0.125, (f.y - ey) / 0.045
     sclera = _smoothstep(1.15, 0.85, np.abs(dx) ** 1.6 + np.abs(dy) ** 2) * f.front
-    paint(sclera, _srgb_to_linear((222, 216, 206)))
+    paint(sclera, srgb255_to_linear((222, 216, 206)))
     iris = _smoothstep(0.052, 0.04, np.hypot(f.ax - ex, f.y - ey)) * sclera
-    iris_c = _srgb_to_linear((95, 62, 40))
+    iris_c = srgb255_to_linear((95, 62, 40))
     paint(iris, iris_c)
     pupil = _smoothstep(0.02, 0.013, np.hypot(f.ax - ex, f.y - ey)) * sclera
-    paint(pupil, _srgb_to_linear((12, 10, 10)))
+    paint(pupil, srgb255_to_linear((12, 10, 10)))
     # Upper lash line: a dark rim along the top of the eye opening makes the eye read at low resolution.
     rim = 0.045 * np.sqrt(np.clip(1.0 - np.abs(dx) ** 1.6, 0.0, 1.0))
     lashes = np.exp(-(((f.y - ey - rim) / 0.012) ** 2)) * _smoothstep(1.25, 0.9, np.abs(dx)) * f.front
-    paint(lashes * 0.85, _srgb_to_linear((40, 28, 24)))
+    paint(lashes * 0.85, srgb255_to_linear((40, 28, 24)))
     # Nostrils (seen from below).
-    paint(f.g(0.045, _NOSE_TIP_Y - 0.075, 0.018, 0.012) * 0.35, _srgb_to_linear((60, 35, 30)))
+    paint(f.g(0.045, _NOSE_TIP_Y - 0.075, 0.018, 0.012) * 0.35, srgb255_to_linear((60, 35, 30)))
 
     skin = np.clip(1.0 - hair - lips - sclera - brows * 0.5, 0.0, 1.0)
     cheeks = f.g(0.32, -0.3, 0.12, 0.1)
@@ -480,10 +476,9 @@ def build_procedural_face_model() -> MorphableModel:
     col, patterns = _albedo(gen.frame)
     pat = np.stack(patterns)
 
-    # Canonical frame: bounding-box centre at the origin, mean max radius 1.
-    centre = 0.5 * (mean.min(axis=0) + mean.max(axis=0))
+    centre, radius = canonical_frame("procedural", mean)
     mean = mean - centre
-    scale = 1.0 / np.linalg.norm(mean, axis=1).max()
+    scale = 1.0 / radius
     mean *= scale
     comps *= scale
 

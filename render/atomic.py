@@ -1,0 +1,85 @@
+"""Atomic file writes and SHA-256 digests, for every output the stages write.
+
+A write goes to a temporary file in the target's directory, is flushed to disk, then renamed
+over the target: a reader (or a rerun after a kill) sees the old file or the new one, never a
+partial one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+TEMPORARY = ".*.tmp"  # an atomic write's temporary file: .<target name>.<random>.tmp
+PROBE = ".write-test-*"  # check_writable's probe file
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; shared dataset dirs need the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def check_writable(directory: Path, error: type[Exception]) -> None:
+    """Create ``directory`` if needed and prove it writable; else raise ``error`` with one line naming it."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise error(f"{directory}: output directory is not writable ({e.strerror or e})") from None
+
+
+def remove_stale_temporaries(directory: Path, before: float | None = None) -> list[Path]:
+    """Delete the temporary files of writes killed before they renamed (SIGKILL skips the clean-up).
+
+    Only files last modified before ``before`` (a wall-clock time; default now) go: a live
+    writer's temporary file lasts one write, so one older than a run's start that is still there
+    at its end was left by a killed writer, not by another process writing beside it.
+    """
+    before = time.time() if before is None else before
+    stale = [
+        p
+        for pattern in (TEMPORARY, PROBE)
+        for p in Path(directory).glob(pattern)
+        if p.is_file() and p.stat().st_mtime < before
+    ]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

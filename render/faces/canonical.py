@@ -1,0 +1,185 @@
+"""Every face source into the canonical frame, with its colours in linear RGB.
+
+The canonical frame (see :mod:`render.faces.model`): the mean shape's bounding-box centre at the
+origin, its farthest vertex at radius 1, triangles wound counter-clockwise seen from outside.
+Sources are assumed to be +Y up with the face looking along +Z, as BFM and the Surrey model are.
+Stored colours are sRGB, either in [0, 1] or in 0-255 (the function names say which); the
+renderer wants linear RGB in [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from render.faces.model import FaceModelError, MorphableModel
+
+DEFAULT_SKIN_SRGB255 = (205, 160, 135)  # the colour of meshes and shape-only models without albedo
+
+
+def fail(path, problem: str) -> FaceModelError:
+    return FaceModelError(f"{path}: {problem}")
+
+
+def check_finite(path, what: str, a: np.ndarray) -> None:
+    if not np.all(np.isfinite(a)):
+        raise fail(path, f"{what} contains NaN or infinite values")
+
+
+# --- colour -----------------------------------------------------------------------------------
+def srgb01_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB in [0, 1] (clipped to it) -> linear RGB in [0, 1]."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def srgb01_to_linear_slope(c: np.ndarray) -> np.ndarray:
+    """d linear / d sRGB at sRGB values ``c`` in [0, 1]."""
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.04045, 1.0 / 12.92, 2.4 / 1.055 * ((c + 0.055) / 1.055) ** 1.4)
+
+
+def srgb255_to_linear(c) -> np.ndarray:
+    """sRGB in 0-255 (8-bit values, any dtype) -> linear RGB in [0, 1]."""
+    return srgb01_to_linear(np.asarray(c, dtype=np.float64) / 255.0)
+
+
+def colour_scale(mean) -> float:
+    """255 for colours stored in 0-255 (any mean value above 1.5), else 1 for [0, 1]."""
+    return 255.0 if np.nanmax(np.asarray(mean, np.float64)) > 1.5 else 1.0
+
+
+def default_colours(n: int) -> np.ndarray:
+    """(n, 3) linear RGB of a uniform skin colour."""
+    return np.tile(srgb255_to_linear(DEFAULT_SKIN_SRGB255), (n, 1))
+
+
+# --- geometry ---------------------------------------------------------------------------------
+def canonical_frame(path, vertices: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and radius of the canonical frame of ``vertices`` (V, 3): canonical = (v - centre) / radius."""
+    centre = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    radius = float(np.linalg.norm(vertices - centre, axis=1).max())
+    if not radius > 0:
+        raise fail(path, "all vertices coincide")
+    return centre, radius
+
+
+def as_triangles(path, tris, n_vertices: int, one_based: bool = False) -> np.ndarray:
+    """(F, 3) int32 0-based vertex indices, checked against ``n_vertices``; (3, F) is transposed."""
+    tris = np.asarray(tris)
+    if tris.ndim != 2 or 3 not in tris.shape:
+        raise fail(path, f"triangles must be an (F, 3) array, got shape {tris.shape}")
+    if tris.shape[1] != 3:
+        tris = tris.T
+    if tris.shape[0] == 0:
+        raise fail(path, "the model has no triangles")
+    check_finite(path, "triangles", tris.astype(np.float64))
+    if not np.all(np.equal(np.mod(tris, 1), 0)):
+        raise fail(path, "triangle indices are not integers")
+    tris = tris.astype(np.int64) - (1 if one_based else 0)
+    if tris.min() < 0 or tris.max() >= n_vertices:
+        base = "1-based " if one_based else ""
+        lo, hi = tris.min() + one_based, tris.max() + one_based
+        raise fail(path, f"{base}triangle indices {lo}..{hi} out of range for {n_vertices} vertices")
+    return tris.astype(np.int32)
+
+
+def orient_outwards(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Flip the winding when the signed volume about the centroid is negative (inward normals)."""
+    c = verts.mean(axis=0)
+    a, b, d = verts[tris[:, 0]] - c, verts[tris[:, 1]] - c, verts[tris[:, 2]] - c
+    volume = np.einsum("ij,ij->i", a, np.cross(b, d)).sum()
+    return tris[:, ::-1].copy() if volume < 0 else tris
+
+
+def _normalise_columns(basis: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm basis rows (K, 3V); their norms move into std."""
+    norms = np.linalg.norm(basis, axis=1)
+    keep = norms > 0
+    return basis[keep] / norms[keep, None], std[keep] * norms[keep]
+
+
+# --- a PCA model given as flat arrays ---------------------------------------------------------
+def pca_model(
+    path,
+    shape_mean,
+    shape_pcs,
+    shape_std,
+    tris,
+    colour_mean=None,
+    colour_pcs=None,
+    colour_std=None,
+    colour_range: float = 1.0,
+    one_based: bool = False,
+    name: str | None = None,
+    landmarks: dict[str, int] | None = None,
+) -> MorphableModel:
+    """Validate a PCA model given as flat arrays and convert it to the canonical frame.
+
+    ``shape_mean`` (3V,), ``shape_pcs`` (3V, K) with x, y, z interleaved per vertex,
+    ``shape_std`` (K,) standard deviations; colours likewise, sRGB in [0, ``colour_range``].
+    Linear albedo is exact at the mean and first order (the tangent) along the components, so
+    the model stays linear.
+    """
+    mean = np.asarray(shape_mean, np.float64).reshape(-1)
+    if mean.size == 0 or mean.size % 3:
+        raise fail(path, f"shape mean has {mean.size} values, not a positive multiple of 3")
+    n_v = mean.size // 3
+    pcs = np.asarray(shape_pcs, np.float64)
+    pcs = pcs.reshape(pcs.shape[0], -1) if pcs.ndim != 2 else pcs
+    if pcs.shape[0] != 3 * n_v:
+        if pcs.shape[1] == 3 * n_v:
+            pcs = pcs.T
+        else:
+            raise fail(path, f"shape basis has shape {pcs.shape}, expected ({3 * n_v}, K) for {n_v} vertices")
+    std = np.asarray(shape_std, np.float64).reshape(-1)
+    if std.size != pcs.shape[1]:
+        raise fail(path, f"shape basis has {pcs.shape[1]} components but {std.size} standard deviations")
+    for what, a in (("shape mean", mean), ("shape basis", pcs), ("shape standard deviations", std)):
+        check_finite(path, what, a)
+    if np.any(std < 0):
+        raise fail(path, "shape standard deviations are negative")
+    tris = as_triangles(path, tris, n_v, one_based)
+
+    if colour_mean is None or np.asarray(colour_mean).size == 0:
+        cmean = default_colours(n_v)
+        cpcs, cstd = np.zeros((0, 3 * n_v)), np.zeros(0)
+    else:
+        cmean = np.asarray(colour_mean, np.float64).reshape(-1)
+        if cmean.size != 3 * n_v:
+            raise fail(path, f"colour mean has {cmean.size} values but the shape has {n_v} vertices")
+        cpcs = np.zeros((3 * n_v, 0)) if colour_pcs is None else np.asarray(colour_pcs, np.float64)
+        if cpcs.ndim != 2 or 3 * n_v not in cpcs.shape:
+            raise fail(path, f"colour basis has shape {cpcs.shape}, expected ({3 * n_v}, K)")
+        if cpcs.shape[0] != 3 * n_v:
+            cpcs = cpcs.T
+        cstd = np.ones(cpcs.shape[1]) if colour_std is None else np.asarray(colour_std, np.float64).reshape(-1)
+        if cstd.size != cpcs.shape[1]:
+            raise fail(path, f"colour basis has {cpcs.shape[1]} components but {cstd.size} standard deviations")
+        for what, a in (("colour mean", cmean), ("colour basis", cpcs), ("colour standard deviations", cstd)):
+            check_finite(path, what, a)
+        if np.any(cstd < 0):
+            raise fail(path, "colour standard deviations are negative")
+        cmean, cstd = cmean / colour_range, cstd / colour_range
+        slope = srgb01_to_linear_slope(cmean)
+        cpcs = (cpcs * slope[:, None]).T
+        cmean = srgb01_to_linear(cmean).reshape(n_v, 3)
+        cpcs, cstd = _normalise_columns(cpcs, cstd)
+
+    pcs, std = _normalise_columns(pcs.T, std)
+    verts = mean.reshape(n_v, 3)
+    centre, radius = canonical_frame(path, verts)
+    verts = (verts - centre) / radius
+    tris = orient_outwards(verts, tris)
+    return MorphableModel(
+        shape_mean=verts.astype(np.float32),
+        shape_basis=pcs.reshape(-1, n_v, 3).astype(np.float32),
+        shape_std=(std / radius).astype(np.float32),
+        albedo_mean=np.clip(cmean.reshape(n_v, 3), 0.0, 1.0).astype(np.float32),
+        albedo_basis=cpcs.reshape(-1, n_v, 3).astype(np.float32),
+        albedo_std=cstd.astype(np.float32),
+        triangles=tris,
+        name=name or Path(path).name,
+        landmarks=dict(landmarks or {}),
+    )
