@@ -311,7 +311,7 @@ def run(items, model, table, faces, space, cfg, objectives, grouped, samples, ke
     results = []
     todo = []
     for it in items:
-        done = _load_result(out_dir / "results" / f"{it.name}.json", {**key, "image": sha256_bytes(it.image.tobytes())})
+        done = load_result(out_dir / "results" / f"{it.name}.json", {**key, "image": sha256_bytes(it.image.tobytes())})
         (results.append(done) if done else todo.append(it))
     if results:
         print(f"{len(results)} of {len(items)} images already fitted in {out_dir}; fitting the rest", file=sys.stderr)
@@ -346,7 +346,7 @@ def run(items, model, table, faces, space, cfg, objectives, grouped, samples, ke
     print(f"{out_dir}: {len(results)} images fitted ({', '.join(objectives)}; budget {cfg.budget})", file=sys.stderr)
 
 
-def _load_result(path: Path, key: dict) -> dict | None:
+def load_result(path: Path, key: dict) -> dict | None:
     """A finished image's result, if it was fitted with the same settings (else it is fitted again)."""
     try:
         result = json.loads(path.read_text())
