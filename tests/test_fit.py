@@ -292,3 +292,51 @@ def test_cli_fits_a_folder_and_resumes(tiny_eval, tmp_path):
     timeless = [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     again_rows = json.loads((out / "fits.json").read_text())
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in again_rows] == timeless  # deterministic
+
+
+# --- the stage's deps list the code it runs ---------------------------------------------------------
+def project_imports(module: str, seen: set | None = None) -> set[Path]:
+    """Files of this project that ``module`` imports, directly or not (lazy imports inside functions too)."""
+    import ast
+
+    seen = set() if seen is None else seen
+    path = ROOT / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = ROOT / module.replace(".", "/") / "__init__.py"
+    if not path.is_file() or path in seen:
+        return seen
+    seen.add(path)
+    parts = module.split(".")
+    for parent in range(1, len(parts)):  # importing a.b.c runs a/__init__.py and a/b/__init__.py
+        project_imports(".".join(parts[:parent]), seen)
+    is_package = path.name == "__init__.py"
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = parts if is_package else parts[:-1]
+                base = ".".join(anchor[: len(anchor) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        for name in names:
+            if name.split(".")[0] in ("render", "dcign", "pipeline"):
+                project_imports(name, seen)
+    return seen
+
+
+def test_fit_stage_deps_list_the_code_it_runs():
+    import yaml
+
+    stage = yaml.safe_load((ROOT / "fit" / "dvc.yaml").read_text())["stages"]["fit"]
+    deps = [ROOT / d for d in stage["deps"]]
+    used = project_imports("pipeline.fit_stage") | {ROOT / "render/faces/procedural.py"}  # the default face model
+    for path in used:
+        assert any(path == d or d in path.parents for d in deps), (
+            f"{path.relative_to(ROOT)} is not in fit/dvc.yaml deps"
+        )
+    for d in deps:
+        if d.suffix == ".py":
+            assert d in used, f"fit/dvc.yaml lists {d.relative_to(ROOT)}, which the stage does not run"
+    assert stage["cmd"].startswith("python -m pipeline.fit_stage ")
