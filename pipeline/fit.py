@@ -20,7 +20,9 @@ A fit runs in two stages, the classic amortised-then-refined inverse graphics:
    - ``pixel``: mean squared error of the grey images in [0, 1], the baseline summary statistic;
    - ``ssim``: 1 - SSIM of the two images (optional baseline).
 
-   The search stops after ``budget`` renders, the start's render included, so every objective
+   When coefficients are searched, the first half of the budget (``angles_first``) searches the
+   three angles alone with the face held at the start's; the rest searches everything from the best
+   scene so far. The search stops after ``budget`` renders, the start's render included, so every objective
    gets the same number of renders; the best scene ever rendered is the answer, so a search never
    ends worse (under its own objective) than where it started.
 
@@ -40,7 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,6 +52,9 @@ from render.vocabulary import FACTORS
 
 OBJECTIVES = ("code", "pixel", "ssim")
 METHODS = ("amortised", *OBJECTIVES)  # what a fit row reports: the amortised estimate or one search
+
+
+ANGLE_STEP_AFTER = 0.3  # the angles' share of the initial step when everything is searched after them
 
 
 class FitError(ValueError):
@@ -64,6 +69,7 @@ class FitConfig:
     sigma0: float = 0.5  # CMA-ES initial step, in search units (see the module docstring)
     popsize: int = 0  # proposals per CMA-ES generation; 0: CMA's default 4 + 3 ln(n)
     coefficient_bound: float = 3.0  # coefficients stay within +-this many std
+    angles_first: float = 0.5  # share of the budget spent on the angles alone before searching everything
     seed: int = 0
     weights: dict = field(default_factory=dict)  # code objective: group name -> weight (default 1)
 
@@ -74,6 +80,8 @@ class FitConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise FitError(f"{name} must be a non-negative integer, got {v!r}")
+        if not 0.0 <= self.angles_first < 1.0:
+            raise FitError(f"angles_first must lie in [0, 1), got {self.angles_first!r}")
         if not (self.sigma0 > 0 and self.coefficient_bound > 0):
             raise FitError("sigma0 and coefficient_bound must be positive")
         if any(not (np.isfinite(w) and w >= 0) for w in self.weights.values()):
@@ -229,6 +237,11 @@ class SearchSpace:
     def dim(self) -> int:
         return self.lower.size
 
+    def angles_only(self) -> SearchSpace:
+        """The same angles and bounds, no coefficients."""
+        bound = float(self.upper[3]) if self.dim > 3 else 3.0
+        return SearchSpace(self.ranges, 0, 0, bound)
+
     def to_x(self, scene: Scene) -> np.ndarray:
         shape = np.zeros(self.n_shape)
         albedo = np.zeros(self.n_albedo)
@@ -245,24 +258,20 @@ class SearchSpace:
         return Scene(float(az), float(el), float(li), shape, albedo)
 
 
-def search(objective, render: Render, start: Scene, space: SearchSpace, cfg: FitConfig) -> SearchResult:
-    """CMA-ES from ``start`` for ``cfg.budget`` renders; the best scene rendered wins.
-
-    ``objective(images (n, R, R) uint8) -> (n,)`` values to minimise; ``render(scenes)`` draws
-    scenes. Deterministic given ``cfg.seed`` (and a deterministic renderer).
-    """
+def _cma(objective, render: Render, start: Scene, space: SearchSpace, cfg: FitConfig, budget: int, stage: int, known):
+    """One CMA-ES run from ``start`` for ``budget`` renders; ``known`` = (value, image) of the start, if rendered."""
     import cma
 
-    cfg.validate()
-    t0 = time.perf_counter()
     x0 = space.to_x(start)
     start = space.to_scene(x0)
-    first = render([start])
-    value0 = float(objective(first)[0])
-    best = (value0, start, first[0])
-    renders = 1
-    trace = [{"iteration": 0, "renders": 1, "best": value0, "generation_best": value0}]
-    rng = np.random.default_rng([int(cfg.seed), 0xF17])
+    renders = 0
+    if known is None:
+        first = render([start])
+        known = (float(objective(first)[0]), first[0])
+        renders = 1
+    best = (known[0], start, known[1])
+    trace = [{"iteration": 0, "renders": renders, "best": known[0], "generation_best": known[0]}]
+    rng = np.random.default_rng([int(cfg.seed), 0xF17, stage])
     opts = {
         "bounds": [space.lower.tolist(), space.upper.tolist()],
         "seed": np.nan,  # leave numpy's global generator alone: draws come from `randn`
@@ -277,11 +286,13 @@ def search(objective, render: Render, start: Scene, space: SearchSpace, cfg: Fit
     }
     if cfg.popsize:
         opts["popsize"] = max(2, cfg.popsize)
+    if stage == 2:  # the angles were narrowed by the first stage: smaller steps for them
+        opts["CMA_stds"] = [ANGLE_STEP_AFTER] * 3 + [1.0] * (space.dim - 3)
     es = cma.CMAEvolutionStrategy(x0.tolist(), cfg.sigma0, opts)
     iteration = 0
-    while renders < cfg.budget:
+    while renders < budget:
         xs = es.ask()
-        room = cfg.budget - renders
+        room = budget - renders
         scenes = [space.to_scene(x) for x in xs[:room]]
         images = render(scenes)
         values = np.asarray(objective(images), dtype=np.float64)
@@ -296,7 +307,44 @@ def search(objective, render: Render, start: Scene, space: SearchSpace, cfg: Fit
         es.tell(xs, values.tolist())
         if es.stop():  # converged (tolx, ...) before the budget ran out
             break
-    return SearchResult(best[1], best[0], best[2], value0, first[0], renders, time.perf_counter() - t0, trace)
+    return best, known, renders, trace
+
+
+def search(objective, render: Render, start: Scene, space: SearchSpace, cfg: FitConfig) -> SearchResult:
+    """CMA-ES from ``start`` for ``cfg.budget`` renders (the start's included); the best scene rendered wins.
+
+    When coefficients are searched too, the first ``cfg.angles_first`` of the budget searches the
+    three angles alone (the face held at the start's), a small space CMA-ES narrows quickly; the
+    rest searches everything from the best scene so far. ``objective(images (n, R, R) uint8) -> (n,)``
+    values to minimise; ``render(scenes)`` draws scenes. Deterministic given ``cfg.seed`` (and a
+    deterministic renderer).
+    """
+    cfg.validate()
+    t0 = time.perf_counter()
+    start = space.to_scene(space.to_x(start))
+    first_budget = int(round(cfg.angles_first * cfg.budget)) if space.dim > 3 else cfg.budget
+    first_budget = cfg.budget if cfg.budget - first_budget < 2 or first_budget < 2 else first_budget
+    known, trace, renders = None, [], 0
+    if first_budget < cfg.budget:  # the angles alone, the face held at the start's
+        angles = space.angles_only()
+
+        def keep_face(scenes):
+            return render([replace(sc, shape=start.shape, albedo=start.albedo) for sc in scenes])
+
+        best, known, renders, trace = _cma(objective, keep_face, start, angles, cfg, first_budget, 1, None)
+        value, scene, image = best
+        start_known = (value, image)
+        start2 = replace(scene, shape=start.shape, albedo=start.albedo)
+        best, _, more, trace2 = _cma(objective, render, start2, space, cfg, cfg.budget - renders, 2, start_known)
+        trace += [
+            {**t, "iteration": t["iteration"] + trace[-1]["iteration"], "renders": t["renders"] + renders}
+            for t in trace2[1:]
+        ]
+        renders += more
+    else:
+        best, known, renders, trace = _cma(objective, render, start, space, cfg, cfg.budget, 1, None)
+    value, scene, image = best
+    return SearchResult(scene, value, image, known[0], known[1], renders, time.perf_counter() - t0, trace)
 
 
 # --- one image, every stage ------------------------------------------------------------------------

@@ -184,6 +184,7 @@ def run_stage(checkpoint: Path, calibration: Path, params: dict, metrics_path: P
         "samples": render_cfg["samples"],
         "device": render_cfg["device"],
         **asdict(cfg),
+        "search": {k: v for k, v in asdict(fcfg).items() if k != "seed"},
     }
     key = json.loads(json.dumps(key))
     results = []
