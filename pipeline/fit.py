@@ -20,11 +20,13 @@ A fit runs in two stages, the classic amortised-then-refined inverse graphics:
    - ``pixel``: mean squared error of the grey images in [0, 1], the baseline summary statistic;
    - ``ssim``: 1 - SSIM of the two images (optional baseline).
 
-   When coefficients are searched, the first half of the budget (``angles_first``) searches the
-   three angles alone with the face held at the start's; the rest searches everything from the best
-   scene so far. The search stops after ``budget`` renders, the start's render included, so every objective
-   gets the same number of renders; the best scene ever rendered is the answer, so a search never
-   ends worse (under its own objective) than where it started.
+   Beside the start, nine azimuths spread over the range are rendered (``azimuth_grid``) and the
+   best of them all starts CMA-ES, which is a local search. When coefficients are searched, it
+   runs until half the budget (``angles_first``) over the three angles alone with the face held at
+   the start's, then over everything from the best scene so far. The search stops after
+   ``budget`` renders, the start's render included, so every objective gets the same number of
+   renders; the best scene ever rendered is the answer, so a search never ends worse (under its
+   own objective) than where it started.
 
 Why CMA-ES (the ``cma`` package, N. Hansen's maintained reference implementation, pure Python on
 numpy): the objective is a black box (a path-traced render and a network), a little noisy, with
@@ -69,6 +71,7 @@ class FitConfig:
     sigma0: float = 0.5  # CMA-ES initial step, in search units (see the module docstring)
     popsize: int = 0  # proposals per CMA-ES generation; 0: CMA's default 4 + 3 ln(n)
     coefficient_bound: float = 3.0  # coefficients stay within +-this many std
+    azimuth_grid: int = 9  # azimuths rendered across the range beside the start (0: none; needs budget >= 4x)
     angles_first: float = 0.5  # share of the budget spent on the angles alone before searching everything
     seed: int = 0
     weights: dict = field(default_factory=dict)  # code objective: group name -> weight (default 1)
@@ -76,7 +79,7 @@ class FitConfig:
     def validate(self) -> FitConfig:
         if not isinstance(self.budget, int) or self.budget < 2:
             raise FitError(f"budget must be an integer of at least 2 renders, got {self.budget!r}")
-        for name in ("shape_components", "albedo_components", "popsize"):
+        for name in ("shape_components", "albedo_components", "popsize", "azimuth_grid"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise FitError(f"{name} must be a non-negative integer, got {v!r}")
@@ -259,16 +262,12 @@ class SearchSpace:
 
 
 def _cma(objective, render: Render, start: Scene, space: SearchSpace, cfg: FitConfig, budget: int, stage: int, known):
-    """One CMA-ES run from ``start`` for ``budget`` renders; ``known`` = (value, image) of the start, if rendered."""
+    """One CMA-ES run from ``start`` (whose value and render are ``known``) for ``budget`` more renders."""
     import cma
 
     x0 = space.to_x(start)
     start = space.to_scene(x0)
     renders = 0
-    if known is None:
-        first = render([start])
-        known = (float(objective(first)[0]), first[0])
-        renders = 1
     best = (known[0], start, known[1])
     trace = [{"iteration": 0, "renders": renders, "best": known[0], "generation_best": known[0]}]
     rng = np.random.default_rng([int(cfg.seed), 0xF17, stage])
@@ -307,44 +306,67 @@ def _cma(objective, render: Render, start: Scene, space: SearchSpace, cfg: FitCo
         es.tell(xs, values.tolist())
         if es.stop():  # converged (tolx, ...) before the budget ran out
             break
-    return best, known, renders, trace
+    return best, renders, trace
 
 
 def search(objective, render: Render, start: Scene, space: SearchSpace, cfg: FitConfig) -> SearchResult:
-    """CMA-ES from ``start`` for ``cfg.budget`` renders (the start's included); the best scene rendered wins.
+    """Search from ``start`` for ``cfg.budget`` renders (the start's included); the best scene rendered wins.
 
-    When coefficients are searched too, the first ``cfg.angles_first`` of the budget searches the
-    three angles alone (the face held at the start's), a small space CMA-ES narrows quickly; the
-    rest searches everything from the best scene so far. ``objective(images (n, R, R) uint8) -> (n,)``
-    values to minimise; ``render(scenes)`` draws scenes. Deterministic given ``cfg.seed`` (and a
-    deterministic renderer).
+    1. ``cfg.azimuth_grid`` azimuths evenly spread over the range (the start's elevation, light and
+       face) are rendered beside the start, and the best of them all starts the CMA-ES: a local
+       search cannot cross from a wrong side of the face to the right one.
+    2. When coefficients are searched too, ``cfg.angles_first`` of the budget searches the three
+       angles alone (the face held at the start's), a small space CMA-ES narrows quickly;
+    3. the rest searches everything from the best scene so far, with smaller steps for the angles.
+
+    ``objective(images (n, R, R) uint8) -> (n,)`` values to minimise; ``render(scenes)`` draws
+    scenes. Deterministic given ``cfg.seed`` (and a deterministic renderer).
     """
     cfg.validate()
     t0 = time.perf_counter()
     start = space.to_scene(space.to_x(start))
-    first_budget = int(round(cfg.angles_first * cfg.budget)) if space.dim > 3 else cfg.budget
-    first_budget = cfg.budget if cfg.budget - first_budget < 2 or first_budget < 2 else first_budget
-    known, trace, renders = None, [], 0
-    if first_budget < cfg.budget:  # the angles alone, the face held at the start's
-        angles = space.angles_only()
+    first = render([start])
+    known = (float(objective(first)[0]), first[0])
+    best, renders = (known[0], start), 1
+    trace = [{"iteration": 0, "renders": 1, "best": known[0], "generation_best": known[0]}]
+    n_grid = cfg.azimuth_grid if cfg.budget >= 4 * cfg.azimuth_grid else 0
+    if n_grid:
+        lo, hi = space.ranges["azimuth"]
+        grid = [replace(start, azimuth=float(lo + (i + 0.5) * (hi - lo) / n_grid)) for i in range(n_grid)]
+        images = render(grid)
+        values = np.asarray(objective(images), dtype=np.float64)
+        renders += n_grid
+        i = int(np.argmin(values))
+        if values[i] < best[0]:
+            best, held = (float(values[i]), grid[i]), (float(values[i]), images[i])
+        else:
+            held = known
+        trace.append({"iteration": 1, "renders": renders, "best": best[0], "generation_best": float(values[i])})
+    else:
+        held = known
+    origin = best[1]
+
+    def run(scene, sp, budget, stage, held, rend):
+        nonlocal renders, trace
+        (value, found, image), used, tr = _cma(objective, rend, scene, sp, cfg, budget, stage, held)
+        offset = trace[-1]["iteration"]
+        trace += [{**t, "iteration": t["iteration"] + offset, "renders": t["renders"] + renders} for t in tr[1:]]
+        renders += used
+        return found, (value, image)
+
+    first_budget = int(round(cfg.angles_first * cfg.budget)) if space.dim > 3 else 0
+    if first_budget - renders >= 2 and cfg.budget - first_budget >= 2:  # the angles alone, the face held
 
         def keep_face(scenes):
-            return render([replace(sc, shape=start.shape, albedo=start.albedo) for sc in scenes])
+            return render([replace(sc, shape=origin.shape, albedo=origin.albedo) for sc in scenes])
 
-        best, known, renders, trace = _cma(objective, keep_face, start, angles, cfg, first_budget, 1, None)
-        value, scene, image = best
-        start_known = (value, image)
-        start2 = replace(scene, shape=start.shape, albedo=start.albedo)
-        best, _, more, trace2 = _cma(objective, render, start2, space, cfg, cfg.budget - renders, 2, start_known)
-        trace += [
-            {**t, "iteration": t["iteration"] + trace[-1]["iteration"], "renders": t["renders"] + renders}
-            for t in trace2[1:]
-        ]
-        renders += more
+        found, held = run(origin, space.angles_only(), first_budget - renders, 1, held, keep_face)
+        origin = replace(found, shape=origin.shape, albedo=origin.albedo)
+        found, held = run(origin, space, cfg.budget - renders, 2, held, render)
     else:
-        best, known, renders, trace = _cma(objective, render, start, space, cfg, cfg.budget, 1, None)
-    value, scene, image = best
-    return SearchResult(scene, value, image, known[0], known[1], renders, time.perf_counter() - t0, trace)
+        found, held = run(origin, space, cfg.budget - renders, 1, held, render)
+    value, image = held
+    return SearchResult(found, value, image, known[0], known[1], renders, time.perf_counter() - t0, trace)
 
 
 # --- one image, every stage ------------------------------------------------------------------------
