@@ -322,6 +322,8 @@ def search(objective, render: Render, start: Scene, space: SearchSpace, cfg: Fit
     ``objective(images (n, R, R) uint8) -> (n,)`` values to minimise; ``render(scenes)`` draws
     scenes. Deterministic given ``cfg.seed`` (and a deterministic renderer).
     """
+    import cma  # noqa: F401 - imported before the clock starts: the first import takes seconds
+
     cfg.validate()
     t0 = time.perf_counter()
     start = space.to_scene(space.to_x(start))
