@@ -342,3 +342,13 @@ def test_fit_stage_deps_list_the_code_it_runs():
         if d.suffix == ".py":
             assert d in used, f"fit/dvc.yaml lists {d.relative_to(ROOT)}, which the stage does not run"
     assert stage["cmd"].startswith("python -m pipeline.fit_stage ")
+
+
+def test_pixel_and_ssim_objectives_are_zero_at_the_image_only():
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0, 255, (16, 16), dtype=np.uint8) for _ in range(2))
+    for name in ("pixel", "ssim"):
+        values = F.make_objective(name, a)(np.stack([a, b]))
+        assert values[0] == pytest.approx(0, abs=1e-12) and values[1] > 0.01
+    with pytest.raises(F.FitError, match="unknown objective"):
+        F.make_objective("l1", a)
