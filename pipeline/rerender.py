@@ -54,6 +54,23 @@ def to_grey(image: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | Path, resolution: int) -> np.ndarray:
     """Read an image file -> uint8 grey (resolution, resolution), resized with INTER_AREA."""
+    return resize(decode_image(path), resolution)
+
+
+def resize(grey: np.ndarray, resolution: int) -> np.ndarray:
+    """uint8 grey (H, W) -> (resolution, resolution): INTER_AREA averages when shrinking.
+
+    Non-square images are stretched, as the model is square.
+    """
+    import cv2
+
+    if grey.shape == (resolution, resolution):
+        return grey
+    return cv2.resize(grey, (resolution, resolution), interpolation=cv2.INTER_AREA)
+
+
+def decode_image(path: str | Path) -> np.ndarray:
+    """Read an image file -> uint8 grey (H, W) at its own size; RerenderError naming the file if it is none."""
     import cv2
 
     path = Path(path)
@@ -68,8 +85,7 @@ def read_image(path: str | Path, resolution: int) -> np.ndarray:
         grey = to_grey(image)
     except RerenderError as e:
         raise RerenderError(f"{path}: {e}") from None
-    # INTER_AREA averages when shrinking; non-square images are stretched, as the model is square.
-    return cv2.resize(grey, (resolution, resolution), interpolation=cv2.INTER_AREA)
+    return grey
 
 
 def encode_image(image: np.ndarray, ext: str = ".png") -> bytes:
