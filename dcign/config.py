@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from render.params import ParamsError, load_params, source
+from render.params import ParamsError, load_params, parse_yaml, source
 
 _MISSING = object()
 
@@ -252,9 +252,10 @@ def _ratio(name, v):
 
 
 def _parse_value(text: str) -> Any:
+    """A ``--set`` value read as params.yaml would read it (so ``lr=1e-3`` is a number)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_yaml(text)
+    except (yaml.YAMLError, RecursionError):
         return text
 
 
