@@ -26,11 +26,14 @@ from dcign.checkpoint import CheckpointError, has_checkpoint, load_training_stat
 from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
 from dcign.data import Schedule, load_training_data
 from dcign.model import DCIGN, loss_terms
-from render.atomic import check_writable
+from render.atomic import check_writable, removed_if_failed_empty
 
 TERMS = ("loss", "recon", "kl", "invariance")
 TIMINGS = ("images_per_s", "data_fraction", "elapsed_s")  # summary keys that vary with the machine
 DATA_ON_GPU_MAX_BYTES = 4 << 30  # keep the uint8 images on the GPU when they fit this
+
+
+LOSS_WINDOW = "recent_terms"  # model.json: the TERMS of the last <= 50 steps, for the summary of a resumed run
 
 
 class TrainError(RuntimeError):
@@ -178,9 +181,10 @@ def train(
     """
     rank, world, local_rank, started = _init_distributed()
     try:
-        return _train(
-            cfg, [Path(d) for d in data_dirs], Path(out_dir), resume, live_dir, progress, rank, world, local_rank
-        )
+        with removed_if_failed_empty(Path(out_dir), live_dir and Path(live_dir)):
+            return _train(
+                cfg, [Path(d) for d in data_dirs], Path(out_dir), resume, live_dir, progress, rank, world, local_rank
+            )
     finally:
         if started:
             dist.destroy_process_group()
@@ -266,7 +270,9 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         "batches_per_group": {g: int(len(schedule.by_group[g])) for g in schedule.by_group},
     }
     images_per_step = slots_per_step * data.batch_size
-    recent: list[list[float]] = []
+    # The last <= 50 steps' terms, whose means are the summary's final_* values. A checkpoint
+    # stores them, so a resumed run's summary (and model.json) equals an uninterrupted run's.
+    recent: list[list[float]] = [list(map(float, r)) for r in (meta or {}).get(LOSS_WINDOW, [])]
     data_time = step_time = 0.0
     last_ckpt = start if meta is not None else None
     t_start = time.perf_counter()
@@ -333,7 +339,13 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             # Timings stay out of the checkpoint so that its bytes depend on the seed alone.
             record = {k_: v for k_, v in summary(done).items() if k_ not in TIMINGS}
-            extra = {"summary": record, "data": data_info, "world_size": world, "slots_per_step": slots_per_step}
+            extra = {
+                "summary": record,
+                "data": data_info,
+                "world_size": world,
+                "slots_per_step": slots_per_step,
+                LOSS_WINDOW: recent,
+            }
             save_checkpoint(out_dir, model, optimizer, cfg, done, extra)
             last_ckpt = done
     bar.close()
