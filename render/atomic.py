@@ -7,6 +7,7 @@ partial one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +38,10 @@ PROBE = ".write-test-*"  # check_writable's probe file
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory, then rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # name the file the caller asked for, not the hidden temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -52,6 +56,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+@contextlib.contextmanager
+def removed_if_failed_empty(*directories: Path):
+    """On an error in the block, remove each of ``directories`` (and its missing parents) that it
+    created and left empty: a failed run leaves no empty output folder behind."""
+    missing = [p for d in directories if d is not None for p in (Path(d), *Path(d).parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for p in sorted(set(missing), key=lambda q: len(q.parts), reverse=True):  # deepest first
+            try:
+                p.rmdir()  # only an empty folder goes
+            except OSError:
+                pass
+        raise
 
 
 def check_writable(directory: Path, error: type[Exception]) -> None:
