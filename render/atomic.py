@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -103,3 +105,44 @@ def remove_stale_temporaries(directory: Path, before: float | None = None) -> li
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def scratch_prefix(name: str) -> str:
+    """The prefix of this process's scratch folders: ``<name>-<pid>-``, so a later run knows whose they were."""
+    return f"{name}-{os.getpid()}-"
+
+
+def remove_orphaned_scratch(parent: Path, name: str, legacy_age_s: float = 86400.0) -> list[Path]:
+    """Delete ``<name>-<pid>-*`` folders in ``parent`` whose process is gone (a SIGKILL skips every clean-up).
+
+    Folders named before the pid was part of the name (``<name>-<random>``) go once untouched for
+    ``legacy_age_s``: a live renderer rewrites its frame every few seconds. Only this user's
+    folders are touched.
+    """
+    pattern = re.compile(re.escape(name) + r"-(\d+)-.+")
+    removed = []
+    for p in Path(parent).glob(f"{name}-*"):
+        try:
+            info = p.lstat()
+        except OSError:
+            continue
+        if not p.is_dir() or p.is_symlink() or info.st_uid != os.getuid():
+            continue
+        match = pattern.fullmatch(p.name)
+        if match and _alive(int(match[1])):
+            continue
+        if not match and time.time() - info.st_mtime < legacy_age_s:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed

@@ -44,8 +44,12 @@ def render_sweep(
     t_start, started_at = time.perf_counter(), time.time()
     job.validate()
     out_dir = Path(out_dir)
-    with removed_if_failed_empty(out_dir):
-        return _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at)
+    try:
+        with removed_if_failed_empty(out_dir):
+            return _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at)
+    finally:  # also when this run fails: the temporaries of an earlier, killed run
+        if out_dir.is_dir():
+            remove_stale_temporaries(out_dir, before=started_at)
 
 
 def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at) -> dict:
@@ -73,7 +77,6 @@ def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start
                 bar.update(len(job.shard_batches(k)))
     bar.close()
     write_manifest(out_dir, job, config, done, versions)
-    remove_stale_temporaries(out_dir, before=started_at)  # left by a killed run
     summary = {
         "out": str(out_dir),
         "sweep": job.sweep,

@@ -84,7 +84,8 @@ def parse_landmarks(path, text: str) -> dict[str, int]:
 
 
 def _real(path, data: dict, key: str) -> np.ndarray:
-    return real_array(path, key, data[key]).astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 is inf, which validate refuses naming the key
+        return real_array(path, key, data[key]).astype(np.float32)
 
 
 def load(path: Path) -> MorphableModel:
