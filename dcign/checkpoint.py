@@ -105,6 +105,13 @@ def _read_meta(out_dir: Path) -> dict:
         raise CheckpointError(f"{path}: unreadable checkpoint record ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
+    step, files = meta.get("step"), meta.get("files", {})
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: step must be a non-negative integer, got {step!r:.40}")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"{path}: files must map file names to SHA-256 digests")
+    if set(files) - {WEIGHTS, OPTIMIZER}:  # a record naming other files would have them renamed or hashed
+        raise CheckpointError(f"{path}: files names {sorted(set(files) - {WEIGHTS, OPTIMIZER})}, not checkpoint files")
     return meta
 
 

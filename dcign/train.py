@@ -136,6 +136,17 @@ def _check_resumable(meta: dict, cfg: TrainConfig, slots_per_step: int, out_dir:
         raise TrainError(f"cannot resume {out_dir}: it was trained with {'; '.join(diffs)}")
 
 
+def _loss_window(meta: dict | None, out_dir: Path) -> list[list[float]]:
+    """The checkpoint's window of recent loss terms (empty for a fresh run, or a checkpoint from before it was kept)."""
+    window = (meta or {}).get(LOSS_WINDOW, [])
+    ok = isinstance(window, list) and all(
+        isinstance(r, list) and len(r) == len(TERMS) and all(isinstance(v, (int, float)) for v in r) for r in window
+    )
+    if not ok:
+        raise CheckpointError(f"{out_dir}: {LOSS_WINDOW} in the checkpoint record must be rows of {len(TERMS)} numbers")
+    return [[float(v) for v in r] for r in window]
+
+
 def _truncate_live(live_dir: Path, done: int) -> None:
     """Drop dvclive rows logged after the checkpoint we resume from (they will be logged again)."""
     for tsv in (Path(live_dir) / "plots" / "metrics").rglob("*.tsv"):
@@ -272,7 +283,7 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
     images_per_step = slots_per_step * data.batch_size
     # The last <= 50 steps' terms, whose means are the summary's final_* values. A checkpoint
     # stores them, so a resumed run's summary (and model.json) equals an uninterrupted run's.
-    recent: list[list[float]] = [list(map(float, r)) for r in (meta or {}).get(LOSS_WINDOW, [])]
+    recent = _loss_window(meta, out_dir)
     data_time = step_time = 0.0
     last_ckpt = start if meta is not None else None
     t_start = time.perf_counter()
