@@ -304,9 +304,11 @@ def summarise(records: list[dict]) -> dict:
     per_format = {
         fmt: {o: sum(r["outcome"] == o and r["format"] == fmt for r in records) for o in OUTCOMES} for fmt in FORMATS
     }
+    contained = sum(r["outcome"] == "refused" and "crashed on this file" in r["message"] for r in records)
     return {
         "files": len(records),
         "outcomes": counts,
+        "reader_crashes_contained": contained,  # refused after a C reader died in its child process
         "per_format": per_format,
         "bad": [r for r in records if r["outcome"] in BAD],
     }
