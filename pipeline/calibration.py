@@ -144,6 +144,8 @@ def save(path: str | Path, calibration: Calibration) -> None:
 def load(path: str | Path, latent_dim: int | None = None) -> Calibration:
     """Read a calibration file; check shapes, finiteness and (if given) the model's latent count."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a named pipe that would block the read
+        raise CalibrationError(f"{path}: not a regular file")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

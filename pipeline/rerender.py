@@ -70,6 +70,8 @@ def read_image(path: str | Path, resolution: int) -> np.ndarray:
     import cv2
 
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a named pipe that would block the read
+        raise RerenderError(f"{path}: not a regular file")
     try:
         data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     except OSError as e:

@@ -89,6 +89,8 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
         "deep.yaml": _deep_yaml(d / "deep.yaml"),
         "fifo.npz": _fifo(d / "fifo.npz"),
         "fifo.obj": _fifo(d / "fifo.obj"),
+        "fifo.png": _fifo(d / "fifo.png"),
+        "fifo_calibration.npz": _fifo(d / "fifo_calibration.npz"),
         "scaled.npz": _npz_with(npz, d / "scaled.npz", shape_mean=lambda m: m * 1000),
         "offset.npz": _npz_with(npz, d / "offset.npz", shape_mean=lambda m: m + 50),
         "boolean.npz": _npz_with(npz, d / "boolean.npz", shape_mean=lambda m: m > 0),
@@ -289,14 +291,22 @@ CASES = [
     ),
     ("dcign-rerender", "--checkpoint {checkpoint} --image {huge_header.png} -o {out}.png", "{huge_header.png}"),
     ("dcign-rerender", "--checkpoint {checkpoint} --image {not_an_image.png} -o {out}.png", "{not_an_image.png}"),
+    ("dcign-rerender", "--checkpoint {checkpoint} --image {fifo.png} -o {out}.png", "{fifo.png}"),
+    (
+        "dcign-rerender",
+        "--checkpoint {checkpoint} --image {face.png} --set azimuth=10 --calibration {fifo_calibration.npz}"
+        " -o {out}.png",
+        "{fifo_calibration.npz}",
+    ),
     ("dcign-rerender", "--checkpoint {checkpoint} --image {face.png} --set azimuth=10 -o {out}.png", "--calibration"),
 ]
 SLOW_KEYS = ("{sweep", "{checkpoint}")
 
 
 def _case_id(case) -> str:
-    cli, args, _ = case
-    return f"{cli}:{re.sub(r'[^A-Za-z0-9=._-]+', '_', args)[:60]}"
+    """The command and what its error must name (the bad file or the option): ``dcign-faces:scaled.npz``."""
+    cli, _, names = case
+    return f"{cli}:{re.sub(r'[^A-Za-z0-9=._-]+', '_', names).strip('_')}"
 
 
 def _params(cases):
