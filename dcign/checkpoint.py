@@ -17,6 +17,7 @@ import io
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 
 import safetensors.torch
@@ -48,6 +49,25 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _interned(obj):
+    """``obj`` with every string one interned object per value, so that its pickle is a function of its value.
+
+    Pickle writes a string again or refers back to it depending on whether the same *object*
+    was seen before. A fresh optimizer's keys are the interned literals of torch's code; after a
+    resume they are the strings read back from the old file, so an identical state would pickle
+    to different bytes (and ``optimizer.pt`` would differ after a kill and resume).
+    """
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {_interned(k): _interned(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_interned(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_interned(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(
     out_dir: Path, model: DCIGN, optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int, extra: dict
 ) -> None:
@@ -57,7 +77,7 @@ def save_checkpoint(
     packed = {"format": FORMAT, "step": step, "model_config": cfg.model.to_dict(), "method": cfg.method}
     meta_st = {METADATA_KEY: json.dumps(packed, sort_keys=True)}
     buf = io.BytesIO()
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, buf)
+    torch.save(_interned({"optimizer": optimizer.state_dict(), "step": step}), buf)
     files = {WEIGHTS: safetensors.torch.save(weights, metadata=meta_st), OPTIMIZER: buf.getvalue()}
     for name, data in files.items():
         atomic_write_bytes(out_dir / f"{name}.next", data)
@@ -85,6 +105,13 @@ def _read_meta(out_dir: Path) -> dict:
         raise CheckpointError(f"{path}: unreadable checkpoint record ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")
+    step, files = meta.get("step"), meta.get("files", {})
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{path}: step must be a non-negative integer, got {step!r:.40}")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"{path}: files must map file names to SHA-256 digests")
+    if set(files) - {WEIGHTS, OPTIMIZER}:  # a record naming other files would have them renamed or hashed
+        raise CheckpointError(f"{path}: files names {sorted(set(files) - {WEIGHTS, OPTIMIZER})}, not checkpoint files")
     return meta
 
 

@@ -17,6 +17,17 @@ from render.params import ParamsError
 from render.shards import ShardError
 
 
+def _check_distinct(data_dirs) -> None:
+    """Each sweep directory once: a repeated one would put every one of its batches in the schedule twice."""
+    seen: dict[Path, Path] = {}
+    for d in data_dirs:
+        key = Path(d).resolve()
+        if key in seen:
+            same = "twice" if str(seen[key]) == str(d) else f"twice (also as {seen[key]})"
+            raise click.BadParameter(f"{d} is given {same}; each sweep directory trains once", param_hint="--data")
+        seen[key] = Path(d)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--params",
@@ -58,6 +69,7 @@ from render.shards import ShardError
 @click.option("--progress/--no-progress", default=True, help="Show a tqdm progress bar.")
 def main(params_path, data_dirs, out_dir, resume, live_dir, overrides, progress):
     """Train a DC-IGN on rendered face sweeps."""
+    _check_distinct(data_dirs)
     try:
         cfg = load_config(params_path, tuple(overrides))
     except ParamsError as e:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from render.params import ParamsError, load_params, source
+from render.params import ParamsError, load_params, parse_yaml, source
 
 _MISSING = object()
 
@@ -26,6 +26,12 @@ GROUPS = ("azimuth", "elevation", "light", "intrinsic")
 METHODS = ("dcign", "vae")
 # Methods whose latent groups are assigned to factors (the others are scored by their best single latents).
 GROUPED_METHODS = ("dcign",)
+
+
+# Upper bounds, each with its reason: checked before any data is loaded, so a typo is one line.
+MAX_STEPS = 10**9
+MAX_BATCHES_PER_STEP = 1024
+MAX_WIDTH = 4096  # conv filters and latent dimensions
 
 
 class ConfigError(ParamsError):
@@ -85,6 +91,8 @@ class ModelConfig:
             raise ConfigError(f"filters must be a non-empty list of positive integers, got {self.filters!r}")
         for f in self.filters:
             _positive_int("filters", f)
+            _at_most("filters", f, MAX_WIDTH, "a layer's weights grow with its square")
+        _at_most("latent", self.latent, MAX_WIDTH, "the paper's code has 200")
         if self.group_sizes["intrinsic"] < 1:
             raise ConfigError(f"latent ({self.latent}) must exceed z_azimuth + z_elevation + z_light")
         if self.feature_size < 1:
@@ -141,6 +149,8 @@ class TrainConfig:
         _int("seed", self.seed)
         for name in ("steps", "batches_per_step", "checkpoint_every", "log_every"):
             _positive_int(name, getattr(self, name))
+        _at_most("steps", self.steps, MAX_STEPS, "a billion steps would take years on any machine")
+        _at_most("batches_per_step", self.batches_per_step, MAX_BATCHES_PER_STEP, "a step holds them all in memory")
         _nonneg_int("threads", self.threads)
         _choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         _choice("lr_schedule", self.lr_schedule, ("constant", "cosine"))
@@ -207,6 +217,11 @@ def _positive_int(name, v):
         raise ConfigError(f"{name} must be a positive integer, got {v!r}")
 
 
+def _at_most(name, v, maximum: int, reason: str):
+    if v > maximum:
+        raise ConfigError(f"{name} must be at most {maximum} ({reason}), got {v!r}")
+
+
 def _nonneg_int(name, v):
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
         raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
@@ -252,9 +267,10 @@ def _ratio(name, v):
 
 
 def _parse_value(text: str) -> Any:
+    """A ``--set`` value read as params.yaml would read it (so ``lr=1e-3`` is a number)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_yaml(text)
+    except (yaml.YAMLError, RecursionError):
         return text
 
 

@@ -26,11 +26,14 @@ from dcign.checkpoint import CheckpointError, has_checkpoint, load_training_stat
 from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
 from dcign.data import Schedule, load_training_data
 from dcign.model import DCIGN, loss_terms
-from render.atomic import check_writable
+from render.atomic import check_writable, removed_if_failed_empty
 
 TERMS = ("loss", "recon", "kl", "invariance")
 TIMINGS = ("images_per_s", "data_fraction", "elapsed_s")  # summary keys that vary with the machine
 DATA_ON_GPU_MAX_BYTES = 4 << 30  # keep the uint8 images on the GPU when they fit this
+
+
+LOSS_WINDOW = "recent_terms"  # model.json: the TERMS of the last <= 50 steps, for the summary of a resumed run
 
 
 class TrainError(RuntimeError):
@@ -133,6 +136,17 @@ def _check_resumable(meta: dict, cfg: TrainConfig, slots_per_step: int, out_dir:
         raise TrainError(f"cannot resume {out_dir}: it was trained with {'; '.join(diffs)}")
 
 
+def _loss_window(meta: dict | None, out_dir: Path) -> list[list[float]]:
+    """The checkpoint's window of recent loss terms (empty for a fresh run, or a checkpoint from before it was kept)."""
+    window = (meta or {}).get(LOSS_WINDOW, [])
+    ok = isinstance(window, list) and all(
+        isinstance(r, list) and len(r) == len(TERMS) and all(isinstance(v, (int, float)) for v in r) for r in window
+    )
+    if not ok:
+        raise CheckpointError(f"{out_dir}: {LOSS_WINDOW} in the checkpoint record must be rows of {len(TERMS)} numbers")
+    return [[float(v) for v in r] for r in window]
+
+
 def _truncate_live(live_dir: Path, done: int) -> None:
     """Drop dvclive rows logged after the checkpoint we resume from (they will be logged again)."""
     for tsv in (Path(live_dir) / "plots" / "metrics").rglob("*.tsv"):
@@ -178,9 +192,10 @@ def train(
     """
     rank, world, local_rank, started = _init_distributed()
     try:
-        return _train(
-            cfg, [Path(d) for d in data_dirs], Path(out_dir), resume, live_dir, progress, rank, world, local_rank
-        )
+        with removed_if_failed_empty(Path(out_dir), live_dir and Path(live_dir)):
+            return _train(
+                cfg, [Path(d) for d in data_dirs], Path(out_dir), resume, live_dir, progress, rank, world, local_rank
+            )
     finally:
         if started:
             dist.destroy_process_group()
@@ -266,7 +281,9 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         "batches_per_group": {g: int(len(schedule.by_group[g])) for g in schedule.by_group},
     }
     images_per_step = slots_per_step * data.batch_size
-    recent: list[list[float]] = []
+    # The last <= 50 steps' terms, whose means are the summary's final_* values. A checkpoint
+    # stores them, so a resumed run's summary (and model.json) equals an uninterrupted run's.
+    recent = _loss_window(meta, out_dir)
     data_time = step_time = 0.0
     last_ckpt = start if meta is not None else None
     t_start = time.perf_counter()
@@ -333,7 +350,13 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
             # Timings stay out of the checkpoint so that its bytes depend on the seed alone.
             record = {k_: v for k_, v in summary(done).items() if k_ not in TIMINGS}
-            extra = {"summary": record, "data": data_info, "world_size": world, "slots_per_step": slots_per_step}
+            extra = {
+                "summary": record,
+                "data": data_info,
+                "world_size": world,
+                "slots_per_step": slots_per_step,
+                LOSS_WINDOW: recent,
+            }
             save_checkpoint(out_dir, model, optimizer, cfg, done, extra)
             last_ckpt = done
     bar.close()

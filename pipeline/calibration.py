@@ -22,6 +22,7 @@ forward table), ``<f>_inverse_code`` and ``<f>_inverse_angle`` (the inverse tabl
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,11 +144,13 @@ def save(path: str | Path, calibration: Calibration) -> None:
 def load(path: str | Path, latent_dim: int | None = None) -> Calibration:
     """Read a calibration file; check shapes, finiteness and (if given) the model's latent count."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a named pipe that would block the read
+        raise CalibrationError(f"{path}: not a regular file")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise CalibrationError(f"{path}: unreadable calibration file ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CalibrationError(f"{path}: unreadable calibration file ({type(e).__name__}: {e})") from None
     out: Calibration = {}
     for f in FACTORS:
         keys = [f"{f}_{k}" for k in ("latents", "angles", "codes", "inverse_code", "inverse_angle")]
@@ -163,6 +166,8 @@ def load(path: str | Path, latent_dim: int | None = None) -> Calibration:
             raise CalibrationError(
                 f"{path}: {f}_latents index outside the model's {latent_dim} latents (calibration of another model?)"
             )
+        if not all(a.dtype.kind in "iuf" for a in (ang, cod, ix, iy)):
+            raise CalibrationError(f"{path}: {f} calibration tables must hold real numbers")
         if ang.ndim != 1 or cod.shape != (ang.size, lat.size) or ix.shape != iy.shape or ix.ndim != 1:
             raise CalibrationError(f"{path}: {f} calibration tables have inconsistent shapes")
         if not all(np.isfinite(a).all() for a in (ang, cod, ix, iy)) or np.any(np.diff(ang) < 0):

@@ -34,8 +34,8 @@ from pipeline import metrics as M
 from pipeline import scoring as S
 from pipeline.encode import decode, encode
 from render.params import ParamsError, get, load_params
-from render.shards import RenderedDataset, ShardError, load_dataset
-from render.vocabulary import FACTORS
+from render.shards import RenderedDataset, ShardError, load_dataset, read_manifest
+from render.vocabulary import FACTORS, GRID, RECOGNITION, SWEEPS
 
 # Written together, then swapped in.
 OUTPUTS = ("latents", "calibration", "plots/scatter", "plots/images", "metrics.json")
@@ -114,12 +114,27 @@ def traversal(model, mu_row: np.ndarray, coords: dict, mu_all: np.ndarray, steps
     return np.stack(rows)
 
 
+def _expect_sweeps(option: str, dirs, allowed: tuple[str, ...]):
+    """The datasets given to ``option``, which must hold only ``allowed`` sweeps.
+
+    An azimuth sweep passed as the grid loads fine but has none of the grid's layout; checked
+    here, the mistake is one line naming the directory instead of a KeyError deep in the scores.
+    """
+    for d in dirs:
+        manifest = read_manifest(Path(d))
+        sweep = manifest.get("sweep") if manifest else None
+        if manifest is not None and sweep not in allowed:
+            want = " or ".join(allowed) if len(allowed) < 3 else "a training sweep (" + ", ".join(allowed) + ")"
+            raise ShardError(f"{d}: {option} needs {want}, got a {sweep!r:.40} sweep")
+    return load_dataset(list(dirs))
+
+
 def load_data(test_dirs, grid_dir, recognition_dir, train_dirs, cfg: S.EvalConfig) -> dict:
     """The held-out sets (and the training images for the mean-image reference), flattened once."""
-    test = load_dataset(test_dirs)
-    grid = load_dataset([grid_dir])
-    recog = load_dataset([recognition_dir])
-    train = load_dataset(train_dirs)
+    test = _expect_sweeps("--test", test_dirs, SWEEPS)
+    grid = _expect_sweeps("--grid", [grid_dir], (GRID,))
+    recog = _expect_sweeps("--recognition", [recognition_dir], (RECOGNITION,))
+    train = _expect_sweeps("--train", train_dirs, SWEEPS)
     res = {d.resolution for d in (test, grid, recog, train)}
     if len(res) != 1:
         raise ShardError(f"test, grid, recognition and training data disagree on the resolution ({sorted(res)})")

@@ -27,6 +27,8 @@ from render.atomic import atomic_write_bytes
 from render.vocabulary import FACTORS, GREY_WEIGHTS
 
 RANGE_TOL = 1e-6  # degrees; sweep angles are stored as float32
+MAX_IMAGE_PIXELS = 1 << 26  # 64 megapixels: larger than any camera's photo
+MAX_SIZE = 8192  # --size: the upscaled output, for viewing
 
 
 class RerenderError(ValueError):
@@ -52,6 +54,17 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
+def png_size(head: bytes) -> tuple[int, int]:
+    """Width and height a PNG header declares, read before decoding (0, 0 for other formats).
+
+    OpenCV allocates what the header declares: a few bytes claiming 60000 x 60000 would ask for
+    gigabytes, or fail deep inside OpenCV.
+    """
+    if len(head) >= 24 and head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return 0, 0
+
+
 def read_image(path: str | Path, resolution: int) -> np.ndarray:
     """Read an image file -> uint8 grey (resolution, resolution), resized with INTER_AREA."""
     return resize(decode_image(path), resolution)
@@ -74,11 +87,22 @@ def decode_image(path: str | Path) -> np.ndarray:
     import cv2
 
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a named pipe that would block the read
+        raise RerenderError(f"{path}: not a regular file")
     try:
         data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     except OSError as e:
         raise RerenderError(f"{path}: cannot read image ({e.strerror or e})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    width, height = png_size(data.tobytes()[:24])
+    if width * height > MAX_IMAGE_PIXELS:
+        raise RerenderError(
+            f"{path}: a {width}x{height} image is larger than {MAX_IMAGE_PIXELS} pixels (no photo of a face is)"
+        )
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error as e:  # OpenCV's own limits (2^30 pixels) and corrupt streams
+        first = (str(e).strip().splitlines() or ["cv2.error"])[-1].strip()
+        raise RerenderError(f"{path}: not an image OpenCV can decode ({first[:120]})") from None
     if image is None:
         raise RerenderError(f"{path}: not an image OpenCV can decode")
     try:
@@ -211,13 +235,15 @@ def default_calibration(checkpoint: Path) -> Path | None:
 )
 @click.option(
     "--size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_SIZE),
     default=None,
     help="Upscale the output to SIZE x SIZE pixels for viewing (default: model resolution).",
 )
 def main(checkpoint, image_path, sets, calibration, out_path, size):
     """Re-render a face image with new azimuth / elevation / light angles."""
     edits = parse_edits(sets)
+    if not out_path.parent.is_dir():  # before the model loads: the answer would have nowhere to go
+        raise click.BadParameter(f"{out_path}: the folder {out_path.parent} does not exist", param_hint="--out")
     # torch loads only once the arguments parse, so --help and --set errors are quick.
     from dcign.checkpoint import CheckpointError, load_model
 

@@ -7,9 +7,12 @@ partial one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +40,10 @@ PROBE = ".write-test-*"  # check_writable's probe file
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory, then rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # name the file the caller asked for, not the hidden temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -52,6 +58,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+@contextlib.contextmanager
+def removed_if_failed_empty(*directories: Path):
+    """On an error in the block, remove each of ``directories`` (and its missing parents) that it
+    created and left empty: a failed run leaves no empty output folder behind."""
+    missing = [p for d in directories if d is not None for p in (Path(d), *Path(d).parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for p in sorted(set(missing), key=lambda q: len(q.parts), reverse=True):  # deepest first
+            try:
+                p.rmdir()  # only an empty folder goes
+            except OSError:
+                pass
+        raise
 
 
 def check_writable(directory: Path, error: type[Exception]) -> None:
@@ -83,3 +105,44 @@ def remove_stale_temporaries(directory: Path, before: float | None = None) -> li
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def scratch_prefix(name: str) -> str:
+    """The prefix of this process's scratch folders: ``<name>-<pid>-``, so a later run knows whose they were."""
+    return f"{name}-{os.getpid()}-"
+
+
+def remove_orphaned_scratch(parent: Path, name: str, legacy_age_s: float = 86400.0) -> list[Path]:
+    """Delete ``<name>-<pid>-*`` folders in ``parent`` whose process is gone (a SIGKILL skips every clean-up).
+
+    Folders named before the pid was part of the name (``<name>-<random>``) go once untouched for
+    ``legacy_age_s``: a live renderer rewrites its frame every few seconds. Only this user's
+    folders are touched.
+    """
+    pattern = re.compile(re.escape(name) + r"-(\d+)-.+")
+    removed = []
+    for p in Path(parent).glob(f"{name}-*"):
+        try:
+            info = p.lstat()
+        except OSError:
+            continue
+        if not p.is_dir() or p.is_symlink() or info.st_uid != os.getuid():
+            continue
+        match = pattern.fullmatch(p.name)
+        if match and _alive(int(match[1])):
+            continue
+        if not match and time.time() - info.st_mtime < legacy_age_s:
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed

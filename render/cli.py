@@ -18,7 +18,7 @@ import click
 
 from render.job import COLOURS, DEVICES, SPLITS, job_from_params
 from render.params import ParamsError, load_params
-from render.shards import ShardError
+from render.shards import MAX_SHARDS, ShardError
 from render.vocabulary import ALL_SWEEPS, EVAL_SWEEPS, SWEEPS
 
 
@@ -45,14 +45,36 @@ def parse_shard_spec(spec: str | None) -> tuple[int, int]:
     if spec is None:
         return 0, 1
     parts = spec.split("/")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or int(parts[1]) <= 0 or int(parts[0]) >= int(parts[1]):
-        raise ValueError(f"--shard must look like i/n with integers 0 <= i < n, got {spec!r}")
-    return int(parts[0]), int(parts[1])
+    if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise ValueError(f"--shard must look like i/n with integers 0 <= i < n, got {spec!r:.40}")
+    i, n = int(parts[0]), int(parts[1])
+    if n <= 0 or i >= n:
+        raise ValueError(f"--shard must look like i/n with integers 0 <= i < n, got {spec!r:.40}")
+    if n > MAX_SHARDS:  # more parts than a sweep can have shards: every part past the last would be empty
+        raise ValueError(f"n must be at most {MAX_SHARDS} (a sweep has at most that many shards), got {n}")
+    return i, n
+
+
+MAX_WORKERS = 256  # each worker is a Blender process of a few hundred MB, pinned to its own core
+MAX_SHEET = 100  # rows and columns of a preview contact sheet: more is too large to look at (or to hold)
 
 
 def _positive(ctx, param, value):
     if value is not None and value <= 0:
         raise click.BadParameter(f"must be a positive integer, got {value}")
+    return value
+
+
+def _sheet_size(ctx, param, value):
+    _positive(ctx, param, value)
+    if value is not None and value > MAX_SHEET:
+        raise click.BadParameter(f"must be at most {MAX_SHEET} (rows and columns of one contact sheet), got {value}")
+    return value
+
+
+def _seed(ctx, param, value):
+    if value is not None and value < 0:
+        raise click.BadParameter(f"must be a non-negative integer (numpy seeds are), got {value}")
     return value
 
 
@@ -65,7 +87,12 @@ common = [
         show_default=True,
         help="which batch counts (render.<split>_batches) and seed (the test split's is offset) to use",
     ),
-    click.option("--seed", type=int, help="seed (default: the params file's, plus the test offset for --split test)"),
+    click.option(
+        "--seed",
+        type=int,
+        callback=_seed,
+        help="seed (default: the params file's, plus the test offset for --split test)",
+    ),
     click.option("--resolution", type=int, callback=_positive, help="square image side in pixels"),
     click.option("--samples", type=int, callback=_positive, help="Cycles samples per pixel"),
     click.option("--batch-size", type=int, callback=_positive, help="images per batch"),
@@ -104,8 +131,9 @@ def main(ctx, sweep, batches, out, workers, shard_spec, quiet, params_path, spli
         raise click.UsageError("--sweep is required (or use a subcommand such as 'preview')")
     if out is None:
         raise click.UsageError("--out is required")
-    if workers < 0:
-        raise click.BadParameter(f"must be >= 0, got {workers}", param_hint="--workers")
+    if not 0 <= workers <= MAX_WORKERS:
+        reason = "each is a Blender process pinned to its own core"
+        raise click.BadParameter(f"must be 0 to {MAX_WORKERS} ({reason}), got {workers}", param_hint="--workers")
     from render.engine import render_sweep
     from render.scene import RenderError
 
@@ -134,11 +162,11 @@ def main(ctx, sweep, batches, out, workers, shard_spec, quiet, params_path, spli
     "--batches",
     type=int,
     default=1,
-    callback=_positive,
+    callback=_sheet_size,
     show_default=True,
     help="batches per sweep (or per --data directory)",
 )
-@click.option("--max-images", type=int, default=20, callback=_positive, show_default=True, help="columns per row")
+@click.option("--max-images", type=int, default=20, callback=_sheet_size, show_default=True, help="columns per row")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG contact sheet to write")
 @with_common
 def preview(data_dirs, sweeps, batches, max_images, output, params_path, split, **overrides):

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from render import shards
-from render.atomic import check_writable, remove_stale_temporaries
+from render.atomic import check_writable, remove_stale_temporaries, removed_if_failed_empty
 from render.faces.loaders import load_face_model
 from render.job import RenderJob, job_config, model_fingerprint
 from render.manifest import record_shard, scan, software_versions, write_manifest
@@ -44,6 +44,15 @@ def render_sweep(
     t_start, started_at = time.perf_counter(), time.time()
     job.validate()
     out_dir = Path(out_dir)
+    try:
+        with removed_if_failed_empty(out_dir):
+            return _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at)
+    finally:  # also when this run fails: the temporaries of an earlier, killed run
+        if out_dir.is_dir():
+            remove_stale_temporaries(out_dir, before=started_at)
+
+
+def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at) -> dict:
     model = load_face_model(job.model)  # fail early, in the main process, on a bad model
     config = job_config(job, model_fingerprint(model))
     check_writable(out_dir, ShardError)
@@ -68,7 +77,6 @@ def render_sweep(
                 bar.update(len(job.shard_batches(k)))
     bar.close()
     write_manifest(out_dir, job, config, done, versions)
-    remove_stale_temporaries(out_dir, before=started_at)  # left by a killed run
     summary = {
         "out": str(out_dir),
         "sweep": job.sweep,

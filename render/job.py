@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from render.params import get, get_range
-from render.shards import FORMAT
+from render.shards import FORMAT, MAX_SHARDS
 from render.sweeps import SweepConfig, grid_batches
 from render.vocabulary import ALL_SWEEPS, FACTORS, GRID, RECOGNITION
 
@@ -28,6 +28,26 @@ RECOGNITION_KEYS = ("identities", "azimuths")  # evaluate.recognition
 # Sweeps other than the grid have always recorded these grid sizes in their manifests, though the
 # grid shapes none of their bytes; recording them unchanged keeps directories rendered before resumable.
 RECORDED_GRID = [10, 9, 5, 5]
+
+
+# Upper bounds of the numeric settings, each with the reason a larger value is refused. They are
+# checked before any work, so a typo (an extra zero or three) is one line, not a hang or a crash.
+MAX_RESOLUTION = 4096  # Blender holds a float RGBA buffer of 16 R^2 bytes per image (256 MiB here)
+MAX_SAMPLES = 65536  # Cycles samples per pixel; the default 4 is already PSNR 37 dB against 512
+MAX_SHARD_BYTES = 2 << 30  # a shard's images are held in memory while it renders and is written
+MAX_SEED = 2**63 - 1  # numpy's seed sequences take non-negative integers; this is any 64-bit seed
+
+
+def bound_problem(name: str, value, maximum: int, reason: str, minimum: int = 1) -> str | None:
+    """Why ``value`` is not an integer in [minimum, maximum] (None when it is), with ``reason`` for the maximum."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return f"{name} must be an integer, got {value!r:.40}"
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        return f"{name} must be {kind}, got {value}"
+    if value > maximum:
+        return f"{name} must be at most {maximum} ({reason}), got {value}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,10 +68,8 @@ class RenderJob:
     def validate(self) -> None:
         if self.sweep not in ALL_SWEEPS:
             raise ValueError(f"--sweep: unknown sweep {self.sweep!r}; choose one of {', '.join(ALL_SWEEPS)}")
-        for name in ("n_batches", "resolution", "samples", "batches_per_shard"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name.replace('n_batches', 'batches')} must be a positive integer, got {value!r}")
+        for problem in self.bound_problems():
+            raise ValueError(problem)
         if self.colour not in COLOURS:
             raise ValueError(f"colour must be one of {', '.join(COLOURS)}, got {self.colour!r}")
         if self.device not in DEVICES:
@@ -62,6 +80,32 @@ class RenderJob:
         if self.sweep == RECOGNITION and self.n_batches != int(self.sweep_cfg.recognition[0]):
             n = int(self.sweep_cfg.recognition[0])
             raise ValueError(f"the recognition set has {n} batches (one per identity), got batches={self.n_batches}")
+
+    def bound_problems(self) -> list[str]:
+        """Every numeric setting outside its bounds, as messages (see MAX_*)."""
+        images = self.resolution * self.resolution * (3 if self.colour == "rgb" else 1)
+        checks = [
+            bound_problem("seed", self.seed, MAX_SEED, "a 64-bit seed", minimum=0),
+            bound_problem("resolution", self.resolution, MAX_RESOLUTION, "Blender's float buffer is 16 R^2 bytes"),
+            bound_problem("samples", self.samples, MAX_SAMPLES, "the default 4 is already PSNR 37 dB against 512"),
+            bound_problem("batches_per_shard", self.batches_per_shard, MAX_SHARDS, "the shard names have 5 digits"),
+        ]
+        problems = [p for p in checks if p]
+        if problems:
+            return problems
+        max_batch = MAX_SHARD_BYTES // images
+        problem = bound_problem("batch_size", self.sweep_cfg.batch_size, max_batch, "a batch is held in memory")
+        if problem:
+            return [f"{problem} at resolution {self.resolution}"]
+        per_shard = MAX_SHARD_BYTES // (images * self.sweep_cfg.batch_size)
+        reason = f"a shard of {MAX_SHARD_BYTES >> 30} GiB at most is held in memory while it is written"
+        problem = bound_problem("batches_per_shard", self.batches_per_shard, per_shard, reason)
+        if problem:
+            return [f"{problem} at this batch size and resolution"]
+        max_batches = MAX_SHARDS * self.batches_per_shard
+        reason = f"{MAX_SHARDS} shards of {self.batches_per_shard} batches: shard names have 5 digits"
+        problem = bound_problem("batches", self.n_batches, max_batches, reason)
+        return [problem] if problem else []
 
     @property
     def n_shards(self) -> int:

@@ -7,7 +7,6 @@ whose checksum matches and renders the rest; a directory rendered with another c
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 
@@ -42,13 +41,18 @@ def scan(out_dir: Path, job: RenderJob, config: dict) -> tuple[dict, list[int]]:
         if not side.exists():
             continue
         try:
-            entry = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError):
+            entry = shards.read_json_object(side, "shard sidecar")
+        except ShardError:  # a torn or foreign sidecar: the shard is rendered again
             corrupt.append(k)
             continue
         if entry.get("config") != config:
             raise ShardError(f"{side}: rendered with different params; delete the directory or use another --out")
         name = shards.shard_name(k)
+        try:
+            shards.check_entry(side, "sidecar", entry)
+        except ShardError:
+            corrupt.append(k)
+            continue
         if shards.verify_shard(out_dir, name, entry):
             done[name] = {"sha256": entry["sha256"], "batches": entry["batches"]}
         else:

@@ -8,12 +8,33 @@ line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 _MISSING = object()
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that ``1e-3`` is a number.
+
+    PyYAML's float pattern needs a dot (``1.0e-3``), so ``lr: 1e-3`` would be the string
+    ``'1e-3'``: every other YAML reader, and every user, reads it as a number.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str):
+    """One YAML document as this project reads it (safe, with ``1e-3`` a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class ParamsError(ValueError):
@@ -31,11 +52,17 @@ class ParamsError(ValueError):
 def load_params(path: str | Path) -> dict:
     """The params file as a mapping; its path is kept under ``__file__`` for messages."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder or a named pipe: reading would fail or block
+        raise ParamsError(f"{path}: not a regular file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+    except UnicodeDecodeError as e:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {e.start}); save the params file as UTF-8") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: unreadable params file (nested too deeply)") from None
+    except (OSError, yaml.YAMLError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ParamsError(f"{path}: unreadable params file ({first})") from None
     if not isinstance(data, dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +19,10 @@ import cv2
 import numpy as np
 
 from render import camera, lighting, material
+from render.atomic import remove_orphaned_scratch, scratch_prefix
 from render.job import DEVICES
+
+SCRATCH_NAME = "dcign-render"  # /dev/shm/dcign-render-<pid>-*: the frame each render writes
 
 
 @contextlib.contextmanager
@@ -116,7 +120,9 @@ class FaceScene:
         # Viewer node is not updated), so each image goes through an uncompressed
         # PNG in a RAM-backed directory that is reused for every render.
         shm = Path("/dev/shm")
-        self._tmpdir = tempfile.mkdtemp(prefix="dcign-render-", dir=shm if shm.is_dir() else None)
+        parent = shm if shm.is_dir() else Path(tempfile.gettempdir())
+        remove_orphaned_scratch(parent, SCRATCH_NAME)  # those of killed renderers: RAM until reboot otherwise
+        self._tmpdir = tempfile.mkdtemp(prefix=scratch_prefix(SCRATCH_NAME), dir=parent)
         self._frame_path = os.path.join(self._tmpdir, "frame.png")
         self.scene.render.filepath = self._frame_path
 
@@ -184,5 +190,4 @@ class FaceScene:
         return bgr[:, :, ::-1].copy()
 
     def close(self) -> None:
-        Path(self._frame_path).unlink(missing_ok=True)
-        Path(self._tmpdir).rmdir()
+        shutil.rmtree(self._tmpdir, ignore_errors=True)

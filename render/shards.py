@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,10 @@ class ShardError(ValueError):
     """A dataset directory or shard is missing, corrupt or inconsistent."""
 
 
+_SHARD_NAME = re.compile(r"shard-\d{5}\.npz")
+MAX_SHARDS = 100_000  # shard names have five digits, and sorting the names must sort the batches
+
+
 def shard_name(k: int) -> str:
     return f"shard-{k:05d}.npz"
 
@@ -54,16 +61,55 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> str:
     return sha256_bytes(data)
 
 
+def read_json_object(path: Path, what: str) -> dict:
+    """A JSON file that must hold an object; ShardError naming the file otherwise.
+
+    A file edited by hand, or another tool's, may hold any JSON: a list or a number would
+    otherwise fail later as an AttributeError far from the file.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ShardError(f"{path}: unreadable {what} ({first})") from None
+    if not isinstance(data, dict):
+        raise ShardError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_entry(path: Path, name: str, entry) -> dict:
+    """A shard's record (in the manifest or its sidecar): ``sha256`` and a ``[start, stop)`` batch range."""
+    batches = entry.get("batches") if isinstance(entry, dict) else None
+    ok = (
+        isinstance(entry, dict)
+        and isinstance(entry.get("sha256"), str)
+        and isinstance(batches, list)
+        and len(batches) == 2
+        and all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in batches)
+        and batches[0] < batches[1]
+    )
+    if not ok:
+        raise ShardError(f"{path}: {name} must be an object with sha256 and batches [start, stop), got {entry!r:.80}")
+    return entry
+
+
 def read_manifest(directory: Path) -> dict | None:
     path = Path(directory) / MANIFEST
     if not path.exists():
         return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ShardError(f"{path}: unreadable manifest ({e})") from None
+    manifest = read_json_object(path, "manifest")
     if manifest.get("format") != FORMAT:
-        raise ShardError(f"{path}: not a {FORMAT} manifest (format={manifest.get('format')!r})")
+        raise ShardError(f"{path}: not a {FORMAT} manifest (format={manifest.get('format')!r:.40})")
+    entries = manifest.get("shards", {})
+    if not isinstance(entries, dict):
+        raise ShardError(f"{path}: shards must be an object of shard entries, got {type(entries).__name__}")
+    for name, entry in entries.items():
+        if not _SHARD_NAME.fullmatch(name):
+            raise ShardError(f"{path}: shards has an entry {name!r:.40} that is not a shard-NNNNN.npz name")
+        check_entry(path, f"shards.{name}", entry)
+    n = manifest.get("n_shards")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise ShardError(f"{path}: n_shards must be a non-negative integer, got {n!r:.40}")
     return manifest
 
 
@@ -77,7 +123,7 @@ def load_shard(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise ShardError(f"{path}: unreadable shard ({e})") from None
 
 

@@ -103,6 +103,38 @@ def test_only_stale_temporaries_are_removed(tmp_path):
     assert live.exists() and shard.exists() and not killed.exists()
 
 
+def test_scratch_folders_of_dead_processes_are_removed(tmp_path):
+    from render.atomic import remove_orphaned_scratch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now names no process
+    orphan = tmp_path / f"dcign-render-{dead.pid}-abc"
+    mine = tmp_path / f"dcign-render-{os.getpid()}-def"
+    old_legacy, new_legacy = tmp_path / "dcign-render-oldname1", tmp_path / "dcign-render-newname2"
+    for d in (orphan, mine, old_legacy, new_legacy):
+        d.mkdir()
+        (d / "frame.png").write_bytes(b"png")
+    os.utime(old_legacy, (time.time() - 2 * 86400,) * 2)
+    assert sorted(remove_orphaned_scratch(tmp_path, "dcign-render")) == sorted([orphan, old_legacy])
+    assert mine.exists() and new_legacy.exists() and not orphan.exists() and not old_legacy.exists()
+
+
+def test_a_failed_run_removes_only_the_empty_folders_it_created(tmp_path):
+    from render.atomic import removed_if_failed_empty
+
+    out = tmp_path / "new" / "out"
+    with pytest.raises(RuntimeError), removed_if_failed_empty(out):
+        out.mkdir(parents=True)
+        raise RuntimeError("failed before writing anything")
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    with pytest.raises(RuntimeError), removed_if_failed_empty(kept):
+        kept.mkdir()
+        (kept / "shard-00000.npz").write_bytes(b"work done before the failure")
+        raise RuntimeError("failed after writing")
+    assert (kept / "shard-00000.npz").exists()
+
+
 # --- rendering with Blender ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
@@ -138,6 +170,17 @@ def test_rerun_skips_and_repairs_corrupt_shards_identically(rendered, tmp_path):
     summary = render_sweep(tiny_job(), copy, workers=1, progress=False)
     assert summary["rendered_shards"] == 1 and summary["repaired_shards"] == 1
     assert (copy / "shard-00001.npz").read_bytes() == original
+
+
+@blender
+def test_a_sidecar_that_is_not_an_object_is_repaired(rendered, tmp_path):
+    out, _ = rendered
+    copy = shutil.copytree(out, tmp_path / "copy")
+    (copy / "shard-00001.json").write_text(json.dumps([json.loads((out / "shard-00001.json").read_text())]))
+    summary = render_sweep(tiny_job(), copy, workers=1, progress=False)
+    assert summary["rendered_shards"] == 1 and summary["repaired_shards"] == 1
+    assert (copy / "shard-00001.npz").read_bytes() == (out / "shard-00001.npz").read_bytes()
+    assert json.loads((copy / "shard-00001.json").read_text()) == json.loads((out / "shard-00001.json").read_text())
 
 
 @blender
@@ -269,3 +312,33 @@ def test_sigkill_then_rerun_is_byte_identical(tmp_path):
     assert len(names) == n and sorted(p.name for p in target.glob("shard-*.npz")) == names
     assert all((target / name).read_bytes() == (straight / name).read_bytes() for name in names)
     assert not list(target.glob(".*.tmp"))
+
+
+@blender
+def test_every_worker_count_sharding_and_repair_give_the_same_bytes(tmp_path):
+    """The same sweep by the command, as users run it: one worker, two, three --shard parts, and a
+    copy with one shard cut short and one deleted, repaired. Every shard and every manifest entry
+    is the same bytes (each process renders its faces with one BLAS thread)."""
+    n = 8
+    flags = "--sweep azimuth --batches 8 --batch-size 2 --batches-per-shard 1 --resolution 16 --samples 2 --quiet"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def render(out: Path, *extra: str) -> None:
+        cmd = [sys.executable, "-m", "render.cli", *flags.split(), "--out", str(out), *extra]
+        subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=900)
+
+    render(tmp_path / "one", "--workers", "1")
+    render(tmp_path / "two", "--workers", "2")
+    for i in range(3):
+        render(tmp_path / "parts", "--workers", "1", "--shard", f"{i}/3")
+    repaired = shutil.copytree(tmp_path / "one", tmp_path / "repaired")
+    (repaired / "shard-00001.npz").write_bytes((repaired / "shard-00001.npz").read_bytes()[:200])
+    (repaired / "shard-00005.npz").unlink()
+    render(repaired, "--workers", "1")
+
+    reference = tmp_path / "one"
+    names = [shards.shard_name(k) for k in range(n)]
+    for other in ("two", "parts", "repaired"):
+        for name in names:
+            assert (tmp_path / other / name).read_bytes() == (reference / name).read_bytes(), (other, name)
+        assert shards.read_manifest(tmp_path / other)["shards"] == shards.read_manifest(reference)["shards"], other

@@ -343,3 +343,38 @@ def test_cosine_resume_continues_exactly_and_refuses_another_length(data, tmp_pa
         train(replace(cfg, steps=8), data, tmp_path / "out", resume=True)
     train(cfg, data, tmp_path / "out", resume=True)
     assert same_weights(tmp_path / "out", tmp_path / "straight")
+
+
+@pytest.fixture(scope="module")
+def rendered_sweep(tmp_path_factory) -> Path:
+    """A tiny azimuth sweep rendered by the renderer."""
+    from render.engine import render_sweep
+    from render.job import job_from_params
+
+    out = tmp_path_factory.mktemp("rendered") / "azimuth"
+    options = dict(resolution=16, samples=2, batch_size=4, batches_per_shard=2)
+    render_sweep(job_from_params(None, "azimuth", "train", 4, **options), out, workers=1, progress=False)
+    return out
+
+
+@pytest.mark.slow  # renders with Blender
+def test_kills_and_resumes_write_the_checkpoint_bytes_of_a_straight_run(rendered_sweep, tmp_path, monkeypatch):
+    """Killed before the checkpoints of steps 4 and 6, resumed each time: model.safetensors,
+    optimizer.pt and model.json (its final_* losses included) are the bytes of an uninterrupted run."""
+    cfg = tiny(checkpoint_every=2)
+    train(cfg, [rendered_sweep], tmp_path / "straight")
+    real = dcign.train.save_checkpoint
+    for kill_at in (4, 6):
+
+        def dies(out_dir, model, opt, cfg_, step, extra, kill_at=kill_at):
+            if step == kill_at:
+                raise KeyboardInterrupt  # stands in for SIGKILL: the checkpoint of this step is never written
+            real(out_dir, model, opt, cfg_, step, extra)
+
+        monkeypatch.setattr(dcign.train, "save_checkpoint", dies)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, [rendered_sweep], tmp_path / "killed", resume=True)
+        monkeypatch.undo()
+    train(cfg, [rendered_sweep], tmp_path / "killed", resume=True)
+    for name in ("model.safetensors", "optimizer.pt", "model.json"):
+        assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name

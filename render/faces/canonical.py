@@ -27,6 +27,18 @@ def check_finite(path, what: str, a: np.ndarray) -> None:
         raise fail(path, f"{what} contains NaN or infinite values")
 
 
+def real_array(path, what: str, a) -> np.ndarray:
+    """``a`` as float64, refusing what a cast would silently change.
+
+    A complex array would lose its imaginary part, a boolean or text one would become a
+    shape nobody stored; only integer and floating-point data are model values.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind not in "iuf":
+        raise fail(path, f"{what} must hold real numbers, got dtype {a.dtype}")
+    return a.astype(np.float64)
+
+
 # --- colour -----------------------------------------------------------------------------------
 def srgb01_to_linear(c: np.ndarray) -> np.ndarray:
     """sRGB in [0, 1] (clipped to it) -> linear RGB in [0, 1]."""
@@ -68,6 +80,8 @@ def canonical_frame(path, vertices: np.ndarray) -> tuple[np.ndarray, float]:
 def as_triangles(path, tris, n_vertices: int, one_based: bool = False) -> np.ndarray:
     """(F, 3) int32 0-based vertex indices, checked against ``n_vertices``; (3, F) is transposed."""
     tris = np.asarray(tris)
+    if tris.dtype.kind not in "iuf":
+        raise fail(path, f"triangles must hold vertex indices, got dtype {tris.dtype}")
     if tris.ndim != 2 or 3 not in tris.shape:
         raise fail(path, f"triangles must be an (F, 3) array, got shape {tris.shape}")
     if tris.shape[1] != 3:
@@ -122,18 +136,18 @@ def pca_model(
     Linear albedo is exact at the mean and first order (the tangent) along the components, so
     the model stays linear.
     """
-    mean = np.asarray(shape_mean, np.float64).reshape(-1)
+    mean = real_array(path, "shape mean", shape_mean).reshape(-1)
     if mean.size == 0 or mean.size % 3:
         raise fail(path, f"shape mean has {mean.size} values, not a positive multiple of 3")
     n_v = mean.size // 3
-    pcs = np.asarray(shape_pcs, np.float64)
+    pcs = real_array(path, "shape basis", shape_pcs)
     pcs = pcs.reshape(pcs.shape[0], -1) if pcs.ndim != 2 else pcs
     if pcs.shape[0] != 3 * n_v:
         if pcs.shape[1] == 3 * n_v:
             pcs = pcs.T
         else:
             raise fail(path, f"shape basis has shape {pcs.shape}, expected ({3 * n_v}, K) for {n_v} vertices")
-    std = np.asarray(shape_std, np.float64).reshape(-1)
+    std = real_array(path, "shape standard deviations", shape_std).reshape(-1)
     if std.size != pcs.shape[1]:
         raise fail(path, f"shape basis has {pcs.shape[1]} components but {std.size} standard deviations")
     for what, a in (("shape mean", mean), ("shape basis", pcs), ("shape standard deviations", std)):
@@ -146,15 +160,19 @@ def pca_model(
         cmean = default_colours(n_v)
         cpcs, cstd = np.zeros((0, 3 * n_v)), np.zeros(0)
     else:
-        cmean = np.asarray(colour_mean, np.float64).reshape(-1)
+        cmean = real_array(path, "colour mean", colour_mean).reshape(-1)
         if cmean.size != 3 * n_v:
             raise fail(path, f"colour mean has {cmean.size} values but the shape has {n_v} vertices")
-        cpcs = np.zeros((3 * n_v, 0)) if colour_pcs is None else np.asarray(colour_pcs, np.float64)
+        cpcs = np.zeros((3 * n_v, 0)) if colour_pcs is None else real_array(path, "colour basis", colour_pcs)
         if cpcs.ndim != 2 or 3 * n_v not in cpcs.shape:
             raise fail(path, f"colour basis has shape {cpcs.shape}, expected ({3 * n_v}, K)")
         if cpcs.shape[0] != 3 * n_v:
             cpcs = cpcs.T
-        cstd = np.ones(cpcs.shape[1]) if colour_std is None else np.asarray(colour_std, np.float64).reshape(-1)
+        cstd = (
+            np.ones(cpcs.shape[1])
+            if colour_std is None
+            else real_array(path, "colour standard deviations", colour_std).reshape(-1)
+        )
         if cstd.size != cpcs.shape[1]:
             raise fail(path, f"colour basis has {cpcs.shape[1]} components but {cstd.size} standard deviations")
         for what, a in (("colour mean", cmean), ("colour basis", cpcs), ("colour standard deviations", cstd)):

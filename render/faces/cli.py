@@ -16,6 +16,9 @@ import click
 import numpy as np
 
 from render.faces.loaders import FaceModelError, load_face_model
+from render.job import MAX_RESOLUTION, MAX_SAMPLES, MAX_SEED
+
+MAX_SHEET = 100  # identities, and identities per row, of one contact sheet (larger is too large to look at)
 
 PREVIEW_AZIMUTHS = (0.0, 45.0)  # frontal and three-quarter views
 PREVIEW_LIGHT_DEG = 30.0  # light from the image's right of the camera: shading shows the shape
@@ -67,12 +70,14 @@ def info(path: str) -> None:
 
 @main.command()
 @click.option("--model", "model_path", default="default", show_default=True, help="Face model path or 'default'.")
-@click.option("--n", "n", type=click.IntRange(min=1), default=16, show_default=True, help="Number of identities.")
+@click.option(
+    "--n", "n", type=click.IntRange(1, MAX_SHEET), default=16, show_default=True, help="Number of identities."
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
-@click.option("--resolution", type=click.IntRange(min=16), default=128, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--samples", type=click.IntRange(min=1), default=32, show_default=True, help="Cycles samples.")
-@click.option("--per-row", type=click.IntRange(min=1), default=8, show_default=True, help="Identities per row.")
+@click.option("--resolution", type=click.IntRange(16, MAX_RESOLUTION), default=128, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="numpy seed (>= 0).")
+@click.option("--samples", type=click.IntRange(1, MAX_SAMPLES), default=32, show_default=True, help="Cycles samples.")
+@click.option("--per-row", type=click.IntRange(1, MAX_SHEET), default=8, show_default=True, help="Identities per row.")
 def preview(model_path: str, n: int, output: Path, resolution: int, seed: int, samples: int, per_row: int) -> None:
     """Render N random identities, frontal and at 45 degrees azimuth, into a contact sheet."""
     model = _load(model_path)

@@ -33,7 +33,12 @@ DEFAULT_NAMES = ("", "default", "procedural")  # the embedded procedural head
 
 
 def validate(model: MorphableModel, source: str | Path = "model") -> MorphableModel:
-    """Check array shapes, finiteness and triangle indices; raise FaceModelError naming ``source``."""
+    """Check array shapes, finiteness, triangle and landmark indices and the canonical frame.
+
+    Raises FaceModelError naming ``source``. Every loader's model passes here, so a file that
+    reads but is not a usable model (scaled, shifted, collapsed, non-unit basis) is refused
+    instead of rendering as flat grey.
+    """
     mean = np.asarray(model.shape_mean)
     if mean.ndim != 2 or mean.shape[1] != 3 or mean.shape[0] == 0:
         raise fail(source, f"shape_mean must be (V, 3) with V > 0, got {mean.shape}")
@@ -62,7 +67,50 @@ def validate(model: MorphableModel, source: str | Path = "model") -> MorphableMo
             raise fail(source, f"an identity has vertices {v.shape} and colours {c.shape}")
         check_finite(source, "identity vertices", v)
         check_finite(source, "identity colours", c)
+        check_canonical_vertices(source, "identity vertices", v)
+    check_canonical(model, source)
     return model
+
+
+# How far a loaded model may sit from the canonical frame: float32 rounding of the conversion is
+# ~1e-7; anything beyond these is a file that never went through it (scaled, shifted, hand-made).
+FRAME_TOL = 1e-3  # radius 1 and bounding-box centre 0, in units of the radius
+MIN_MEDIAN_RADIUS = 0.01  # a face fills its sphere; half its vertices at the centre is a collapsed mean
+MIN_SHAPE_STD = 1e-5  # below this for every component, shape changes move no pixel (0.001 px at 64 px)
+
+
+def check_canonical_vertices(source, what: str, v: np.ndarray) -> None:
+    """Vertices in the canonical frame: bounding-box centre at 0, farthest at radius 1, not collapsed."""
+    v = np.asarray(v, np.float64)
+    centre = 0.5 * (v.min(axis=0) + v.max(axis=0))
+    radius = np.linalg.norm(v, axis=1)
+    if np.abs(centre).max() > FRAME_TOL:
+        raise fail(source, f"{what} are not centred (bounding-box centre {np.round(centre, 4).tolist()}, want 0)")
+    if abs(radius.max() - 1.0) > FRAME_TOL:
+        raise fail(source, f"{what} are not in the canonical frame (bounding radius {radius.max():.6g}, want 1)")
+    if np.median(radius) < MIN_MEDIAN_RADIUS:
+        raise fail(source, f"{what} collapse to a point (median radius {np.median(radius):.3g}; an outlying vertex?)")
+
+
+def check_canonical(model: MorphableModel, source) -> None:
+    """What the renderer assumes of every model: canonical frame, unit basis, usable std, landmarks in range."""
+    if model.identities is None:
+        check_canonical_vertices(source, "shape_mean", model.shape_mean)
+    for basis in ("shape_basis", "albedo_basis"):
+        b = np.asarray(getattr(model, basis), np.float64)
+        norms = np.linalg.norm(b.reshape(len(b), -1), axis=1) if len(b) else np.zeros(0)
+        if norms.size and np.abs(norms - 1.0).max() > FRAME_TOL:
+            k = int(np.abs(norms - 1.0).argmax())
+            raise fail(source, f"{basis} component {k} has norm {norms[k]:.6g}, want unit-norm directions")
+    if model.n_shape and float(np.max(model.shape_std)) < MIN_SHAPE_STD:
+        raise fail(source, f"shape_std is degenerate (all below {MIN_SHAPE_STD} in the canonical frame)")
+    albedo = np.asarray(model.albedo_mean)
+    if albedo.min() < 0 or albedo.max() > 1:
+        raise fail(source, f"albedo_mean must be linear RGB in [0, 1], got {albedo.min():.4g}..{albedo.max():.4g}")
+    n_v = model.n_vertices
+    for name, index in model.landmarks.items():
+        if not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n_v:
+            raise fail(source, f"landmark {name!r:.40} is vertex {index!r:.40}, out of range for {n_v} vertices")
 
 
 # --- dispatch ---------------------------------------------------------------------------------
@@ -93,14 +141,16 @@ def load_face_model(path: str | Path | None = None) -> MorphableModel:
     path = Path(path).expanduser()
     if not path.exists():
         raise fail(path, "no such file or directory")
+    if not path.is_dir() and not path.is_file():  # a named pipe or a device: reading would block or never end
+        raise fail(path, "not a regular file or a folder of meshes")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in meshes.SUFFIXES)
         if not files:
             raise fail(path, f"folder has no meshes ({', '.join(meshes.SUFFIXES)})")
-        return meshes.load(path, files)
+        return validate(meshes.load(path, files), path)
     suffix = path.suffix.lower()
     if suffix in meshes.SUFFIXES:
-        return meshes.load(path, [path])
+        return validate(meshes.load(path, [path]), path)
     reader = _READERS.get(suffix) or _sniff(path)
     if reader is None:
         known = ", ".join(sorted({*_READERS, *meshes.SUFFIXES}))
@@ -109,6 +159,6 @@ def load_face_model(path: str | Path | None = None) -> MorphableModel:
         model = reader(path)
     except FaceModelError:
         raise
-    except (OSError, KeyError, TypeError, ValueError, IndexError, struct.error) as e:
+    except (OSError, KeyError, TypeError, ValueError, IndexError, struct.error, MemoryError, OverflowError) as e:
         raise fail(path, f"could not read the model ({type(e).__name__}: {e})") from None
     return validate(model, path)

@@ -26,10 +26,60 @@ from render.faces.model import MorphableModel
 SUFFIXES = (".obj", ".ply", ".off", ".stl")
 
 
+MAX_MESH_BYTES = 1 << 30  # a face mesh is megabytes; a larger file is refused before trimesh reads it
+
+
+def check_obj_indices(path: Path, text: str) -> None:
+    """OBJ face indices count from 1 (negative: from the end); 0 refers to no vertex.
+
+    trimesh would read ``f 0 1 2`` as the last vertex, so a broken exporter's mesh would load
+    with silently wrong triangles.
+    """
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("f ") or line.startswith("f\t"):
+            for corner in line.split()[1:]:
+                if corner.split("/")[0] in ("0", "-0", "+0"):
+                    raise fail(path, f"line {number}: face index 0 (OBJ vertex indices start at 1)")
+
+
+def check_off_header(path: Path, text: str, size: int) -> None:
+    """The vertex and face counts of an OFF header must fit in the file (each needs a few bytes).
+
+    A header claiming 10^12 faces would otherwise make the reader allocate or loop for them.
+    """
+    words = [w for line in text.splitlines() for w in line.split("#")[0].split()]
+    if not words or not words[0].endswith("OFF"):
+        raise fail(path, "not an OFF file (no OFF header)")
+    counts = words[1:4]
+    if len(counts) < 3 or not all(c.isdigit() for c in counts):
+        raise fail(path, "OFF header must give vertex, face and edge counts as integers")
+    n_vertices, n_faces = int(counts[0]), int(counts[1])
+    needed = 6 * n_vertices + 8 * n_faces  # "x y z\n" and "3 a b c\n" at their shortest
+    if needed > size:
+        raise fail(path, f"OFF header declares {n_vertices} vertices and {n_faces} faces, more than {size} bytes hold")
+
+
+def _prescan(path: Path) -> None:
+    """Checks trimesh does not make, from the text of OBJ and OFF files."""
+    size = path.stat().st_size
+    if size > MAX_MESH_BYTES:
+        raise fail(path, f"mesh file of {size} bytes is larger than {MAX_MESH_BYTES} (no face mesh is that large)")
+    suffix = path.suffix.lower()
+    if suffix not in (".obj", ".off"):
+        return
+    if suffix == ".obj":
+        check_obj_indices(path, path.read_bytes().decode("utf-8", errors="replace"))
+    else:
+        with open(path, "rb") as f:  # the header is in the first lines
+            head = f.read(4096).decode("utf-8", errors="replace")
+        check_off_header(path, "\n".join(head.splitlines()[:-1] or [head]), size)
+
+
 def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One mesh in the canonical frame: (vertices, linear colours, triangles)."""
     import trimesh
 
+    _prescan(path)
     try:
         mesh = trimesh.load(str(path), force="mesh", process=False)
     except Exception as e:

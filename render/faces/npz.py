@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from render.faces.canonical import as_triangles, fail
+from render.faces.canonical import as_triangles, fail, real_array
 from render.faces.model import MorphableModel
 
 _ARRAY_KEYS = ("shape_mean", "shape_basis", "shape_std", "albedo_mean", "albedo_basis", "albedo_std", "triangles")
@@ -69,6 +69,25 @@ def save_npz(model: MorphableModel, path: str | Path) -> Path:
     return path
 
 
+def parse_landmarks(path, text: str) -> dict[str, int]:
+    """The ``landmarks`` entry: a JSON object of names to vertex indices (ranges are checked by ``validate``)."""
+    try:
+        landmarks = json.loads(text)
+    except (ValueError, RecursionError):  # malformed, or nested deeper than the parser's stack
+        raise fail(path, "landmarks is not a JSON object") from None
+    if not isinstance(landmarks, dict):
+        raise fail(path, f"landmarks must be a JSON object of names to vertex indices, got {type(landmarks).__name__}")
+    bad = [k for k, v in landmarks.items() if not isinstance(v, int) or isinstance(v, bool)]
+    if bad:  # 1e400 reads as a float (inf), 2.5 is no vertex
+        raise fail(path, f"landmark {bad[0]!r:.40} must be an integer vertex index, got {landmarks[bad[0]]!r:.40}")
+    return landmarks
+
+
+def _real(path, data: dict, key: str) -> np.ndarray:
+    with np.errstate(over="ignore"):  # beyond float32 is inf, which validate refuses naming the key
+        return real_array(path, key, data[key]).astype(np.float32)
+
+
 def load(path: Path) -> MorphableModel:
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -80,31 +99,39 @@ def load(path: Path) -> MorphableModel:
     missing = [k for k in _ARRAY_KEYS if k not in data]
     if missing:
         raise fail(path, f"missing keys {', '.join(missing)}")
-    try:
-        landmarks = json.loads(str(data["landmarks"])) if "landmarks" in data else {}
-    except json.JSONDecodeError:
-        raise fail(path, "landmarks is not a JSON object") from None
+    for key in ("name", "landmarks"):
+        if key in data and (data[key].dtype.kind != "U" or data[key].ndim != 0):
+            raise fail(path, f"{key} must be a text scalar, got {data[key].dtype} {data[key].shape}")
+    landmarks = parse_landmarks(path, str(data["landmarks"])) if "landmarks" in data else {}
     model = MorphableModel(
-        shape_mean=data["shape_mean"].astype(np.float32),
-        shape_basis=data["shape_basis"].astype(np.float32),
-        shape_std=data["shape_std"].astype(np.float32),
-        albedo_mean=data["albedo_mean"].astype(np.float32),
-        albedo_basis=data["albedo_basis"].astype(np.float32),
-        albedo_std=data["albedo_std"].astype(np.float32),
+        shape_mean=_real(path, data, "shape_mean"),
+        shape_basis=_real(path, data, "shape_basis"),
+        shape_std=_real(path, data, "shape_std"),
+        albedo_mean=_real(path, data, "albedo_mean"),
+        albedo_basis=_real(path, data, "albedo_basis"),
+        albedo_std=_real(path, data, "albedo_std"),
         triangles=data["triangles"],
         name=str(data["name"]) if "name" in data else path.stem,
-        landmarks={str(k): int(v) for k, v in dict(landmarks).items()},
+        landmarks=landmarks,
     )
     if any(k in data for k in _IDENTITY_KEYS):
         missing = [k for k in _IDENTITY_KEYS if k not in data]
         if missing:
             raise fail(path, f"incomplete mesh-folder model: missing {', '.join(missing)}")
         vc, tc = data["identities_vertex_counts"], data["identities_triangle_counts"]
-        verts = np.split(data["identities_vertices"].astype(np.float32), np.cumsum(vc)[:-1])
-        cols = np.split(data["identities_colours"].astype(np.float32), np.cumsum(vc)[:-1])
-        tris = np.split(data["identities_triangles"], np.cumsum(tc)[:-1])
-        if not (len(verts) == len(cols) == len(tris)) or sum(vc) != len(data["identities_vertices"]):
+        for key, counts in (("identities_vertex_counts", vc), ("identities_triangle_counts", tc)):
+            if counts.ndim != 1 or counts.dtype.kind not in "iu" or counts.size == 0 or np.any(counts <= 0):
+                raise fail(path, f"{key} must be a non-empty vector of positive integers")
+        counts_match = (
+            len(vc) == len(tc)
+            and sum(vc) == len(data["identities_vertices"]) == len(data["identities_colours"])
+            and sum(tc) == len(data["identities_triangles"])
+        )
+        if not counts_match:
             raise fail(path, "identity counts do not match the stored identity arrays")
+        verts = np.split(_real(path, data, "identities_vertices"), np.cumsum(vc)[:-1])
+        cols = np.split(_real(path, data, "identities_colours"), np.cumsum(vc)[:-1])
+        tris = np.split(data["identities_triangles"], np.cumsum(tc)[:-1])
         model.identity_triangles = [as_triangles(path, t, len(v)) for v, t in zip(verts, tris, strict=True)]
         model.identities = list(zip(verts, cols, strict=True))
         model.triangles = model.identity_triangles[0]

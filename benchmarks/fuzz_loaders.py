@@ -1,0 +1,348 @@
+"""Fuzz every face model loader with mutated copies of the embedded face model.
+
+    python -m benchmarks.fuzz_loaders --files 10000 --jobs 4 --json fuzz.json
+
+The procedural head (the embedded model, two shape and two albedo components so each file is
+small) is exported in every format the loaders read: the project's ``.npz``, BFM 2009 ``.mat``,
+BFM 2017 ``.h5``, eos ``.bin``, and ``.obj``, ``.off`` and ``.ply`` meshes. Each fuzzed file is
+one of those with bytes flipped, overwritten with extreme values, inserted, deleted or cut off
+(text meshes also get numbers replaced by 0, -1, 1e400, nan or a huge count), drawn from a seeded
+generator so a run is repeatable.
+
+Every file is loaded with :func:`render.faces.loaders.load_face_model` and classified:
+
+- ``accepted``: a model that passes :func:`~render.faces.loaders.validate` (a flip inside the
+  data can leave a valid, slightly different model);
+- ``refused``: a :class:`FaceModelError` whose message is one line starting with the file's path;
+- ``bad_message``: a FaceModelError that is not one line naming the file;
+- ``crash``: any other exception, or the loading process dying (a segfault);
+- ``hang``: no answer within the per-file timeout.
+
+Files load in child processes (``--jobs`` at a time, a chunk of files each) so that a crash
+or a hang costs one file, not the run. The target is 0 crashes, 0 hangs, 0 bad messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import click
+import numpy as np
+
+FORMATS = ("npz", "mat", "h5", "bin", "obj", "off", "ply")
+OUTCOMES = ("accepted", "refused", "bad_message", "crash", "hang")
+BAD = ("bad_message", "crash", "hang")
+TEXT_FORMATS = ("obj", "off")
+COMPONENTS = 2  # shape and albedo components kept in the exported files: small files, same layouts
+
+
+# --- the base files: the embedded model in every format -----------------------------------------------
+def small_model():
+    """The procedural head with its first COMPONENTS shape and albedo components."""
+    from dataclasses import replace
+
+    from render.faces.procedural import procedural_face_model
+
+    m = procedural_face_model()
+    k = COMPONENTS
+    return replace(
+        m,
+        shape_basis=m.shape_basis[:k],
+        shape_std=m.shape_std[:k],
+        albedo_basis=m.albedo_basis[:k],
+        albedo_std=m.albedo_std[:k],
+    )
+
+
+def _srgb255(linear: np.ndarray) -> np.ndarray:
+    c = np.clip(linear, 0.0, 1.0)
+    return 255.0 * np.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+
+
+def _eos_eigen(a) -> bytes:
+    import struct
+
+    a = np.asarray(a, np.float32)
+    a = a.reshape(-1, 1) if a.ndim == 1 else a
+    return struct.pack("<ii", *a.shape) + a.T.astype("<f4").tobytes()  # Eigen stores column-major
+
+
+def _eos_pca(mean, basis, variances, tris) -> bytes:
+    import struct
+
+    tri = np.asarray(tris, "<i4").reshape(-1, 3)
+    return _eos_eigen(mean) + _eos_eigen(basis) + _eos_eigen(variances) + struct.pack("<Q", len(tri)) + tri.tobytes()
+
+
+def export(model, fmt: str, path: Path) -> Path:
+    """Write ``model`` as a file of format ``fmt`` (one of FORMATS), as that format's own tools lay it out."""
+    import struct
+
+    path = Path(path)
+    mean = model.shape_mean.reshape(-1).astype(np.float64)
+    basis = model.shape_basis.reshape(len(model.shape_basis), -1).T.astype(np.float64)  # (3V, K)
+    tex_mean = _srgb255(model.albedo_mean.reshape(-1))
+    tex_basis = model.albedo_basis.reshape(len(model.albedo_basis), -1).T * 255.0
+    tris = model.triangles
+    if fmt == "npz":
+        from render.faces.npz import save_npz
+
+        save_npz(model, path)
+    elif fmt == "mat":  # BFM 2009: 1-based triangles wound inwards, colours 0-255
+        import scipy.io
+
+        scipy.io.savemat(
+            str(path),
+            {
+                "shapeMU": mean[:, None],
+                "shapePC": basis,
+                "shapeEV": model.shape_std.astype(np.float64)[:, None],
+                "texMU": tex_mean[:, None],
+                "texPC": tex_basis,
+                "texEV": model.albedo_std.astype(np.float64)[:, None] * 255.0,
+                "tl": (tris[:, ::-1] + 1).astype(np.float64),
+            },
+        )
+    elif fmt == "h5":  # BFM 2017: variances, cells (3, F)
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f["shape/model/mean"] = mean.astype(np.float32)
+            f["shape/model/pcaBasis"] = basis.astype(np.float32)
+            f["shape/model/pcaVariance"] = (model.shape_std.astype(np.float64) ** 2).astype(np.float32)
+            f["shape/representer/cells"] = tris.T.astype(np.int32)
+            f["color/model/mean"] = (tex_mean / 255.0).astype(np.float32)
+            f["color/model/pcaBasis"] = (tex_basis / 255.0).astype(np.float32)
+            f["color/model/pcaVariance"] = (model.albedo_std.astype(np.float64) ** 2).astype(np.float32)
+    elif fmt == "bin":  # eos v4, cereal binary: shape, colour, no expressions, landmarks, no texture
+        out = struct.pack("<I", 4) + _eos_pca(mean, basis, model.shape_std.astype(np.float64) ** 2, tris)
+        out += _eos_pca(tex_mean, tex_basis, (model.albedo_std.astype(np.float64) * 255.0) ** 2, tris)
+        out += b"\x01"  # no expression model
+        names = sorted(model.landmarks)
+        out += b"\x00" + struct.pack("<Q", len(names))
+        out += b"".join(struct.pack("<Q", len(n)) + n.encode() + struct.pack("<i", model.landmarks[n]) for n in names)
+        out += struct.pack("<Q", 0) + struct.pack("<Q", 0)  # texture coordinates and triangles
+        path.write_bytes(out)
+    elif fmt in ("obj", "off", "ply"):
+        import trimesh
+
+        trimesh.Trimesh(vertices=model.shape_mean, faces=tris, process=False).export(str(path))
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    return path
+
+
+def base_files(directory: Path) -> dict[str, Path]:
+    """The embedded model exported in every format into ``directory``."""
+    model = small_model()
+    return {fmt: export(model, fmt, Path(directory) / f"face.{fmt}") for fmt in FORMATS}
+
+
+# --- mutations ----------------------------------------------------------------------------------------
+EXTREMES = (
+    b"\xff\xff\xff\xff\xff\xff\xff\x7f",  # the largest int64
+    b"\x00\x00\x00\x00\x00\x00\x00\x00",
+    b"\xff\xff\xff\xff\xff\xff\xff\xff",  # -1 / the largest uint64
+    b"\x00\x00\x00\x00\x00\x00\xf0\x7f",  # +inf as float64
+    b"\x00\x00\xc0\x7f\x00\x00\xc0\x7f",  # NaN as float32
+    b"\x00\xca\x9a\x3b\x00\x00\x00\x00",  # 10^9
+)
+TOKENS = ("0", "-1", "1e400", "nan", "1000000000000", "-0", "2.5", "")
+
+
+def _offset(rng: np.random.Generator, size: int) -> int:
+    # Half the mutations land in the first kilobyte, where headers, sizes and counts live.
+    return int(rng.integers(0, min(size, 1024))) if rng.random() < 0.5 else int(rng.integers(0, size))
+
+
+def mutate(data: bytes, rng: np.random.Generator, text: bool = False) -> bytes:
+    """One mutation of ``data`` drawn from ``rng`` (see the module doc)."""
+    b = bytearray(data)
+    kind = int(rng.integers(0, 6 if text else 5))
+    at = _offset(rng, len(b))
+    if kind == 0:  # flip 1-4 bits here and there
+        for _ in range(int(rng.integers(1, 5))):
+            i = _offset(rng, len(b))
+            b[i] ^= 1 << int(rng.integers(0, 8))
+    elif kind == 1:  # an extreme value over whatever was there
+        value = EXTREMES[int(rng.integers(0, len(EXTREMES)))]
+        b[at : at + len(value)] = value
+    elif kind == 2:  # cut off
+        del b[at:]
+    elif kind == 3:  # random bytes inserted
+        b[at:at] = rng.integers(0, 256, size=int(rng.integers(1, 9)), dtype=np.uint8).tobytes()
+    elif kind == 4:  # bytes deleted
+        del b[at : at + int(rng.integers(1, 9))]
+    else:  # a number of a text mesh replaced
+        words = bytes(b).split(b" ")
+        i = int(rng.integers(0, len(words)))
+        tail = words[i][len(words[i].rstrip(b"\n")) :]
+        words[i] = TOKENS[int(rng.integers(0, len(TOKENS)))].encode() + tail
+        b = bytearray(b" ".join(words))
+    return bytes(b)
+
+
+def make_mutants(directory: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` mutated model files in ``directory``, the formats in turn."""
+    directory = Path(directory)
+    bases = base_files(directory / "base")
+    raw = {fmt: p.read_bytes() for fmt, p in bases.items()}
+    rng = np.random.default_rng(seed)
+    files = []
+    for i in range(n):
+        fmt = FORMATS[i % len(FORMATS)]
+        path = directory / f"fuzz-{i:05d}.{fmt}"
+        path.write_bytes(mutate(raw[fmt], rng, text=fmt in TEXT_FORMATS))
+        files.append(path)
+    return files
+
+
+# --- classification -----------------------------------------------------------------------------------
+class _Timeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Timeout
+
+
+def classify(path: Path, timeout_s: float) -> tuple[str, str]:
+    """(outcome, message) of loading one file, in this process (SIGALRM bounds the time)."""
+    from render.faces.loaders import FaceModelError, load_face_model, validate
+
+    old = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        model = load_face_model(path)
+        validate(model, path)  # what was accepted must be a valid model
+        return "accepted", ""
+    except FaceModelError as e:
+        message = str(e)
+        one_line = "\n" not in message and message.startswith(str(path))
+        return ("refused" if one_line else "bad_message"), message[:300]
+    except _Timeout:
+        return "hang", f"no answer in {timeout_s} s"
+    except Exception as e:  # noqa: BLE001 - what the fuzzer looks for
+        return "crash", f"{type(e).__name__}: {str(e)[:300]}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _child(list_file: str, timeout_s: float) -> None:
+    """Classify each file of ``list_file``; one JSON line before (``start``) and after each."""
+    import warnings
+
+    from render.faces import isolated
+
+    warnings.simplefilter("ignore")  # overflow and cast warnings of mutated arrays are expected
+    isolated.TIMEOUT_S = max(1.0, timeout_s - 1.0)  # the C readers' child is killed before the file times out
+    for i, line in enumerate(Path(list_file).read_text().splitlines()):
+        print(json.dumps({"i": i, "start": True}), flush=True)
+        outcome, message = classify(Path(line), timeout_s)
+        print(json.dumps({"i": i, "outcome": outcome, "message": message}), flush=True)
+
+
+def _run_chunk(paths: list[Path], timeout_s: float) -> list[tuple[str, str]]:
+    """Outcomes of ``paths``, loaded by one child process; restarted after a file that kills it."""
+    results: list[tuple[str, str]] = []
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    while len(results) < len(paths):
+        rest = paths[len(results) :]
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+            f.write("\n".join(map(str, rest)))
+        cmd = [sys.executable, "-m", "benchmarks.fuzz_loaders", "--child", f.name, "--timeout", str(timeout_s)]
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, env=env, timeout=30 + timeout_s * (len(rest) + 1), check=False
+            )
+            stdout, returncode = done.stdout, done.returncode
+        except subprocess.TimeoutExpired as e:  # a hang that SIGALRM could not break
+            stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            returncode = None
+        finally:
+            os.unlink(f.name)
+        started = None
+        for line in stdout.splitlines():
+            record = json.loads(line)
+            if "outcome" in record:
+                results.append((record["outcome"], record["message"]))
+                started = None
+            else:
+                started = record["i"]
+        if len(results) < len(paths):
+            if started is None and returncode == 0:
+                raise RuntimeError("the fuzz child stopped without an answer")
+            why = "killed after the chunk's time limit" if returncode is None else f"process died ({returncode})"
+            results.append(("hang" if returncode is None else "crash", why))
+    return results
+
+
+def fuzz(files: list[Path], timeout_s: float = 30.0, jobs: int = 1, chunk: int = 50) -> list[dict]:
+    """Every file's outcome: [{"file", "format", "outcome", "message"}], in order."""
+    chunks = [files[i : i + chunk] for i in range(0, len(files), chunk)]
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        outcomes = [o for part in pool.map(lambda c: _run_chunk(c, timeout_s), chunks) for o in part]
+    return [
+        {"file": str(p), "format": p.suffix[1:], "outcome": o, "message": m}
+        for p, (o, m) in zip(files, outcomes, strict=True)
+    ]
+
+
+def summarise(records: list[dict]) -> dict:
+    """Counts per outcome, overall and per format, and the files with a bad outcome."""
+    counts = {o: sum(r["outcome"] == o for r in records) for o in OUTCOMES}
+    per_format = {
+        fmt: {o: sum(r["outcome"] == o and r["format"] == fmt for r in records) for o in OUTCOMES} for fmt in FORMATS
+    }
+    contained = sum(r["outcome"] == "refused" and "crashed on this file" in r["message"] for r in records)
+    return {
+        "files": len(records),
+        "outcomes": counts,
+        "reader_crashes_contained": contained,  # refused after a C reader died in its child process
+        "per_format": per_format,
+        "bad": [r for r in records if r["outcome"] in BAD],
+    }
+
+
+@click.command()
+@click.option("--files", "n_files", type=click.IntRange(1, 1_000_000), default=10_000, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True, help="child processes at once")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(1, 3600), default=30.0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="write the summary here")
+@click.option("--child", "child_list", hidden=True)
+def main(n_files, seed, jobs, timeout_s, json_path, child_list):
+    """Fuzz the face model loaders; print and write the outcome counts (exit status 1 on any bad outcome)."""
+    if child_list:
+        _child(child_list, timeout_s)
+        return
+    from benchmarks import record
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dcign-fuzz-") as tmp:
+        files = make_mutants(Path(tmp), n_files, seed)
+        summary = summarise(fuzz(files, timeout_s, jobs))
+    for r in summary["bad"]:
+        r["file"] = Path(r["file"]).name  # the temporary folder is gone
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    click.echo(json.dumps({k: v for k, v in summary.items() if k != "bad"}, indent=2))
+    if json_path:
+        record.write(json_path, "fuzz_loaders", {"files": n_files, "seed": seed, "timeout_s": timeout_s}, summary)
+    if summary["bad"]:
+        for r in summary["bad"][:20]:
+            click.echo(f"{r['outcome']}: {r['file']}: {r['message']}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
