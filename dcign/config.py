@@ -120,13 +120,13 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0  # seeds the init, the batch order and the sampling noise (params: top-level seed)
-    steps: int = 6000  # optimizer steps in all (a resumed run continues to this count)
+    steps: int = 3000  # optimizer steps in all (a resumed run continues to this count)
     batches_per_step: int = 1  # render batches per step per process, gradients averaged (DDP: x world size)
     optimizer: str = "adam"  # adam or rmsprop
     lr: float = 5e-4  # learning rate (paper 5e-4)
     lr_schedule: str = "constant"  # constant (the paper) or cosine: decay to 0 at `steps` after the warm-up
     warmup_steps: int = 0  # steps of linear warm-up from 0 to lr (both schedules)
-    invariance: float = 0.01  # lambda: inactive latents get gradient lambda * (z - batch mean) (paper ~1/100)
+    invariance: float = 10.0  # lambda: inactive latents get gradient lambda * (z - batch mean) (paper ~1/100)
     kl_weight: float = 1.0  # weight of KL(q(z|x) || N(0, I)) against the reconstruction NLL
     # KL on the clamped (inactive) latents of a sweep batch: false as the released code, which zeroed
     # their gradient KL included; true puts the prior's pull on every latent of every batch.

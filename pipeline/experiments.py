@@ -10,6 +10,7 @@ seed summary (mean ± std of runs that differ only in ``seed``) and a plot of th
     dcign-experiments collect                      # after dvc exp run / dvc queue start
     dcign-experiments report                       # rewrite the table, the summary and the plot
     dcign-experiments seeds                        # print mean ± std over runs that differ only in seed
+    dcign-experiments readme NAME...               # README's results table from the named runs (seeds)
 """
 
 from __future__ import annotations
@@ -198,6 +199,82 @@ def summary(runs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# (row label, path under dcign, path under baseline, path under pixels) of README's results table.
+RESULTS_ROWS = (
+    ("reconstruction PSNR, dB (test sweeps)", "reconstruction.psnr", "reconstruction.psnr", None),
+    ("\\|corr\\| azimuth latent vs truth (grid)", "factors.azimuth.abs_pearson", "factors.azimuth.abs_pearson", None),
+    ("\\|corr\\| elevation", "factors.elevation.abs_pearson", "factors.elevation.abs_pearson", None),
+    ("\\|corr\\| light", "factors.light.abs_pearson", "factors.light.abs_pearson", None),
+    ("continuous MIG", "disentanglement.mig_continuous", "disentanglement.mig_continuous", None),
+    ("discretised MIG", "disentanglement.mig", "disentanglement.mig", None),
+    ("DCI disentanglement", "disentanglement.dci_disentanglement", "disentanglement.dci_disentanglement", None),
+    ("active latents (intrinsic group / whole code)", "latents.n_active.intrinsic", "latents.n_active.total", None),
+    ("invariance ratio of the intrinsic group (low = invariant)", "invariance.ratio_intrinsic", None, None),
+    (
+        "recognition across pose, rank-1 (chance 0.01)",
+        "recognition.intrinsic.identification.top1",
+        "recognition.whole.identification.top1",
+        "recognition.whole.identification.top1",
+    ),
+    (
+        "rank-1 at \\|Δazimuth\\| 60–90°",
+        "recognition.intrinsic.identification.delta_060_090.top1",
+        "recognition.whole.identification.delta_060_090.top1",
+        "recognition.whole.identification.delta_060_090.top1",
+    ),
+    (
+        "verification AUC across pose",
+        "recognition.intrinsic.verification.auc",
+        "recognition.whole.verification.auc",
+        "recognition.whole.verification.auc",
+    ),
+    *(
+        row
+        for f in ("azimuth", "elevation", "light")
+        for row in (
+            (
+                f"re-render {f}: edit PSNR − best reference, dB",
+                f"rerender.{f}.psnr_margin",
+                f"rerender.{f}.psnr_margin",
+                None,
+            ),
+            (f"re-render {f}: identity preserved", f"rerender.{f}.edit.identity", f"rerender.{f}.edit.identity", None),
+        )
+    ),
+)
+
+
+def _mean_sd(runs: dict, names: list[str], model: str, path: str | None) -> str:
+    if path is None:
+        return ""
+    v = [float(x) for n in names if (x := _dig(runs[n]["metrics"].get(model, {}), path)) is not None]
+    if not v:
+        return "–"
+    digits = 1 if all(x.is_integer() for x in v) else 2 if max(abs(x) for x in v) >= 10 else 3  # counts: 1
+    if len(v) == 1:
+        return f"{v[0]:.{digits}f}"
+    return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f}"
+
+
+def results_table(runs: dict, names: list[str]) -> str:
+    """README's results: mean ± sample std over the named runs (seeds) for the DC-IGN, the baseline and pixels."""
+    missing = [n for n in names if n not in runs]
+    if missing:
+        raise ExperimentsError(f"not in the record: {', '.join(missing)}")
+    lines = ["| metric | DC-IGN | entangled VAE | raw pixels |", "|---|---|---|---|"]
+    for label, d, b, px in RESULTS_ROWS:
+        cells = (_mean_sd(runs, names, m, path) for m, path in (("dcign", d), ("baseline", b), ("pixels", px)))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    seeds = ", ".join(str(runs[n]["params"].get("seed")) for n in names)
+    steps = sorted({str(runs[n]["params"].get("train.steps")) for n in names})
+    speed = [runs[n].get("train", {}).get("dcign", {}).get("images_per_s") for n in names]
+    speed = [s for s in speed if s]
+    note = f"\n*{len(names)} runs ({', '.join(names)}; seeds {seeds}; {'/'.join(steps)} steps"
+    if speed:
+        note += f"; DC-IGN training {np.mean(speed):.0f} img/s on one thread"
+    return "\n".join(lines) + note + "). Mean ± sample standard deviation over the runs.*\n"
+
+
 def plot(runs: dict, path: Path) -> None:
     """One panel per headline metric: its value in every experiment."""
     import matplotlib
@@ -262,6 +339,22 @@ def report_cmd(runs_path, doc, plot_path):
     plot(runs, plot_path)
     atomic_write_bytes(doc, text.encode())
     click.echo(f"{doc}: {len(runs)} experiments; {plot_path}")
+
+
+@main.command("readme")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=Path("README.md"), show_default=True)
+def readme_cmd(names, runs_path, readme):
+    """Rewrite README's results table (between its results markers) from the named runs (seeds of one setting)."""
+    runs = load_runs(runs_path)
+    body = results_table(runs, list(names))
+    try:
+        text = readme.read_text()
+    except OSError as e:
+        raise ExperimentsError(f"{readme}: cannot read ({e.strerror or e})") from None
+    atomic_write_bytes(readme, replace_between(text, "results", body).encode())
+    click.echo(f"{readme}: results of {', '.join(names)}")
 
 
 @main.command("seeds")

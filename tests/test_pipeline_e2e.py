@@ -108,3 +108,34 @@ def test_readme_next_commands_work_as_written(project):
         record = json.loads((proj / "models" / name / "model.json").read_text())
         assert record["step"] == 8 and record["train_config"]["invariance"] == 0.1
     assert json.loads((proj / "eval" / "metrics.json").read_text())["dcign"]["method"] == "dcign"
+
+
+def test_experiments_record_report_and_readme(project):
+    """dcign-experiments keeps the experiment of the previous test in a record and reports it."""
+    proj, env = project
+    if not (proj / ".venv").exists():
+        pytest.skip("needs the experiment of test_readme_next_commands_work_as_written")
+    env = {**env, "PATH": f"{VENV / 'bin'}{os.pathsep}{env['PATH']}"}
+    cli = [sys.executable, "-m", "pipeline.experiments"]
+    run(cli + ["collect", "--runs", "runs.json"], proj, env)
+    record = json.loads((proj / "runs.json").read_text())
+    assert len(record) == 1, record.keys()
+    ((name, entry),) = record.items()
+    assert entry["params"]["train.invariance"] == 0.1 and entry["params"]["train.steps"] == 8
+    workspace = json.loads((proj / "eval" / "metrics.json").read_text())
+    assert entry["metrics"]["dcign"]["reconstruction"] == workspace["dcign"]["reconstruction"]
+
+    (proj / "doc.md").write_text(
+        "x\n<!-- runs:start -->\n<!-- runs:end -->\n<!-- seeds:start -->\n<!-- seeds:end -->\n"
+    )
+    run(cli + ["report", "--runs", "runs.json", "--doc", "doc.md", "--plot", "p.png"], proj, env)
+    doc = (proj / "doc.md").read_text()
+    assert f"| {name} |" in doc and (proj / "p.png").stat().st_size > 0
+
+    (proj / "R.md").write_text("a\n<!-- results:start -->\nold\n<!-- results:end -->\nb\n")
+    run(cli + ["readme", name, "--runs", "runs.json", "--readme", "R.md"], proj, env)
+    text = (proj / "R.md").read_text()
+    psnr = workspace["dcign"]["reconstruction"]["psnr"]
+    shown = f"{psnr:.2f}" if abs(psnr) >= 10 else f"{psnr:.3f}"  # as results_table rounds
+    assert "old" not in text and f"| reconstruction PSNR, dB (test sweeps) | {shown} |" in text
+    assert text.startswith("a\n") and text.endswith("b\n")
