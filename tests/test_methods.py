@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from conftest import sweep_dirs
 
@@ -215,3 +217,20 @@ def test_cli_trains_a_baseline_with_set_method(tiny_project, tmp_path):
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.strip().splitlines()[-1])["method"] == "beta_tcvae"
     assert trained_method(load_model(tmp_path / "out")[2]) == "beta_tcvae"
+
+
+# --- the baselines pipeline ------------------------------------------------------------------------------
+def test_baselines_pipeline_trains_every_method_with_the_default_stages_code():
+    root = Path(__file__).resolve().parents[1]
+    section = yaml.safe_load((root / "params.yaml").read_text())["baselines"]
+    assert set(section["methods"]) == set(METHODS) and len(set(section["seeds"])) >= 3
+    stages = yaml.safe_load((root / "baselines" / "dvc.yaml").read_text())["stages"]
+    default = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    run = "baselines/${item.method}-${item.seed}"
+    for name, stage in stages.items():
+        assert stage["matrix"] == {"method": "${baselines.methods}", "seed": "${baselines.seeds}"}, name
+        assert stage["wdir"] == ".." and f"{run}/" in stage["cmd"]
+    assert stages["train"]["deps"] == default["train-dcign"]["deps"]
+    assert "--set method=${item.method} --set seed=${item.seed}" in stages["train"]["cmd"]
+    evaluated = [d for d in default["evaluate"]["deps"] if not d.startswith("models/")]
+    assert stages["evaluate"]["deps"] == [*evaluated, f"{run}/model"]
