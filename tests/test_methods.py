@@ -234,3 +234,28 @@ def test_baselines_pipeline_trains_every_method_with_the_default_stages_code():
     assert "--set method=${item.method} --set seed=${item.seed}" in stages["train"]["cmd"]
     evaluated = [d for d in default["evaluate"]["deps"] if not d.startswith("models/")]
     assert stages["evaluate"]["deps"] == [*evaluated, f"{run}/model"]
+
+
+def test_evaluation_scores_every_baseline_without_groups(tiny_project, tmp_path):
+    from pipeline.evaluate import config_from_params, evaluate, load_data
+    from render.params import load_params
+
+    models = {}
+    for method in BASELINES:
+        train(tiny_cfg(tiny_project, method, steps=2), sweep_dirs(tiny_project, "train"), tmp_path / method)
+        models[method] = tmp_path / method
+    cfg = config_from_params(load_params(tiny_project / "params.yaml"))
+    data_dir = tiny_project / "data"
+    data = load_data(
+        sweep_dirs(tiny_project, "test"),
+        data_dir / "grid",
+        data_dir / "recognition",
+        sweep_dirs(tiny_project, "train"),
+        cfg,
+    )
+    metrics = evaluate(models, data, tmp_path / "eval", cfg)
+    for method in BASELINES:
+        assert metrics[method]["method"] == method
+        assert set(metrics[method]["recognition"]) == {"whole"}  # no intrinsic group to score alone
+    on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(on_disk) == {*BASELINES, "pixels"}
