@@ -88,7 +88,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     if critic is not None:
         critic[1].zero_grad(set_to_none=True)
-    totals = torch.zeros(len(TERMS), device=device)
+    totals = torch.zeros(len(TERMS) + 1, device=device)  # TERMS, then the discriminator's loss (FactorVAE)
     for i, (x, eps, active, permutation) in enumerate(batches):
         # Under DDP, all-reduce gradients only with the last of this rank's batches.
         last = i == k - 1 or not isinstance(model, DistributedDataParallel)
@@ -103,9 +103,10 @@ def train_step(
                 z = out.z.detach()
                 objective_d = discriminator_loss(disc, z, permute_dims(z, permutation))
                 (objective_d / k).backward()
+                totals[-1] += objective_d.detach() / k
             (objective / k).backward()
         loss = objective.detach() + cfg.invariance * t["invariance"]
-        totals += torch.stack([loss, t["recon"].detach(), t["kl"].detach(), t["invariance"]]) / k
+        totals[:-1] += torch.stack([loss, t["recon"].detach(), t["kl"].detach(), t["invariance"]]) / k
     if world_size > 1:
         dist.all_reduce(totals)
         totals /= world_size
@@ -113,7 +114,9 @@ def train_step(
             for p in critic[0].parameters():
                 dist.all_reduce(p.grad)
                 p.grad /= world_size
-    values = totals.tolist()
+    values, loss_d = totals[:-1].tolist(), totals[-1].item()
+    if not math.isfinite(loss_d):  # a diverged discriminator stops the run like a diverged model
+        values[0] = loss_d
     if all(math.isfinite(v) for v in values):
         optimizer.step()
         if critic is not None:

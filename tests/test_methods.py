@@ -259,3 +259,21 @@ def test_evaluation_scores_every_baseline_without_groups(tiny_project, tmp_path)
         assert set(metrics[method]["recognition"]) == {"whole"}  # no intrinsic group to score alone
     on_disk = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(on_disk) == {*BASELINES, "pixels"}
+
+
+def test_a_diverged_discriminator_stops_the_run_before_its_update(tiny_project, tmp_path, monkeypatch):
+    import dcign.train
+
+    real, calls = dcign.train.discriminator_loss, []
+
+    def diverges_at_step_5(*args):
+        calls.append(1)
+        loss = real(*args)
+        return loss * float("nan") if len(calls) == 5 else loss
+
+    monkeypatch.setattr(dcign.train, "discriminator_loss", diverges_at_step_5)
+    with pytest.raises(
+        dcign.train.TrainError, match=r"loss is nan at step 5; stopped, the last good checkpoint \(step 3\)"
+    ):
+        train(tiny_cfg(tiny_project, "factor_vae"), sweep_dirs(tiny_project, "train"), tmp_path / "out")
+    assert load_model(tmp_path / "out")[2]["step"] == 3
