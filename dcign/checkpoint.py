@@ -1,7 +1,10 @@
 """Checkpoints: ``model.safetensors`` (weights), ``optimizer.pt`` (optimizer state), ``model.json``.
 
+FactorVAE's checkpoints add ``discriminator.safetensors`` (its discriminator's weights); the
+discriminator's optimizer state is a second entry of ``optimizer.pt``.
+
 ``model.json`` is the commit record: format, step, both configs, a training summary and the
-SHA-256 of the two other files. A save writes ``<name>.next`` files, then ``model.json``
+SHA-256 of the other files. A save writes ``<name>.next`` files, then ``model.json``
 naming their hashes, then renames them into place (each write atomic: temp file + os.replace).
 A kill at any point leaves either the old checkpoint or the new one recoverable:
 :func:`recover` finishes an interrupted rename and drops stale ``.next`` and temporary files.
@@ -29,6 +32,8 @@ from render.atomic import atomic_write_bytes, atomic_write_json, remove_stale_te
 
 FORMAT = "dcign-checkpoint/1"
 WEIGHTS, OPTIMIZER, META = "model.safetensors", "optimizer.pt", "model.json"
+DISCRIMINATOR = "discriminator.safetensors"  # FactorVAE only
+FILES = (WEIGHTS, OPTIMIZER, DISCRIMINATOR)  # every file a record may name
 METADATA_KEY = "dcign"  # the safetensors metadata entry holding format, step and model config
 
 
@@ -68,17 +73,32 @@ def _interned(obj):
     return obj
 
 
+def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
 def save_checkpoint(
-    out_dir: Path, model: DCIGN, optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int, extra: dict
+    out_dir: Path,
+    model: DCIGN,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    step: int,
+    extra: dict,
+    discriminator: torch.nn.Module | None = None,
+    discriminator_optimizer: torch.optim.Optimizer | None = None,
 ) -> None:
     """Write the training state after ``step`` optimizer steps (see the module doc for the order)."""
     out_dir = Path(out_dir)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     packed = {"format": FORMAT, "step": step, "model_config": cfg.model.to_dict(), "method": cfg.method}
     meta_st = {METADATA_KEY: json.dumps(packed, sort_keys=True)}
+    state = {"optimizer": optimizer.state_dict(), "step": step}
+    if discriminator_optimizer is not None:
+        state["discriminator"] = discriminator_optimizer.state_dict()
     buf = io.BytesIO()
-    torch.save(_interned({"optimizer": optimizer.state_dict(), "step": step}), buf)
-    files = {WEIGHTS: safetensors.torch.save(weights, metadata=meta_st), OPTIMIZER: buf.getvalue()}
+    torch.save(_interned(state), buf)
+    files = {WEIGHTS: safetensors.torch.save(_tensors(model), metadata=meta_st), OPTIMIZER: buf.getvalue()}
+    if discriminator is not None:
+        files[DISCRIMINATOR] = safetensors.torch.save(_tensors(discriminator))
     for name, data in files.items():
         atomic_write_bytes(out_dir / f"{name}.next", data)
     meta = {
@@ -110,8 +130,8 @@ def _read_meta(out_dir: Path) -> dict:
         raise CheckpointError(f"{path}: step must be a non-negative integer, got {step!r:.40}")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CheckpointError(f"{path}: files must map file names to SHA-256 digests")
-    if set(files) - {WEIGHTS, OPTIMIZER}:  # a record naming other files would have them renamed or hashed
-        raise CheckpointError(f"{path}: files names {sorted(set(files) - {WEIGHTS, OPTIMIZER})}, not checkpoint files")
+    if set(files) - set(FILES):  # a record naming other files would have them renamed or hashed
+        raise CheckpointError(f"{path}: files names {sorted(set(files) - set(FILES))}, not checkpoint files")
     return meta
 
 
@@ -125,7 +145,7 @@ def recover(out_dir: Path) -> dict | None:
     if not (out_dir / META).exists():
         if (out_dir / WEIGHTS).exists():
             raise CheckpointError(f"{out_dir}: {WEIGHTS} without {META}; not a resumable checkpoint")
-        for name in (WEIGHTS, OPTIMIZER):  # a first save that never committed
+        for name in FILES:  # a first save that never committed
             (out_dir / f"{name}.next").unlink(missing_ok=True)
         if out_dir.is_dir():
             remove_stale_temporaries(out_dir)
@@ -139,7 +159,7 @@ def recover(out_dir: Path) -> dict | None:
             os.replace(staged, final)  # the save was killed between its renames
         else:
             raise CheckpointError(f"{final}: missing or checksum mismatch against {META}; the checkpoint is corrupt")
-    for name in (WEIGHTS, OPTIMIZER):  # staged files of a save killed before it committed
+    for name in FILES:  # staged files of a save killed before it committed
         (out_dir / f"{name}.next").unlink(missing_ok=True)
     remove_stale_temporaries(out_dir)  # of a write killed before its rename
     _fsync_dir(out_dir)
@@ -232,3 +252,18 @@ def load_training_state(out_dir: Path, meta: dict) -> tuple[dict, dict]:
     if opt.get("step") != meta.get("step"):
         raise CheckpointError(f"{out_dir}: {OPTIMIZER} is from step {opt.get('step')}, {META} from {meta.get('step')}")
     return state, opt["optimizer"]
+
+
+def load_discriminator_state(out_dir: Path, meta: dict) -> tuple[dict, dict]:
+    """FactorVAE's discriminator weights and optimizer state of a recovered checkpoint."""
+    out_dir = Path(out_dir)
+    if DISCRIMINATOR not in meta.get("files", {}):
+        raise CheckpointError(f"{out_dir}: {META} names no {DISCRIMINATOR}; not a FactorVAE checkpoint")
+    try:
+        state = safetensors.torch.load((out_dir / DISCRIMINATOR).read_bytes())
+        opt = torch.load(out_dir / OPTIMIZER, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same failure for the user
+        raise CheckpointError(f"{out_dir}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    if "discriminator" not in opt:
+        raise CheckpointError(f"{out_dir}: {OPTIMIZER} holds no discriminator optimizer state")
+    return state, opt["discriminator"]

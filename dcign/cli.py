@@ -1,4 +1,4 @@
-"""``dcign-train``: train a DC-IGN (or, with ``--set method=vae``, the entangled baseline) from params.yaml.
+"""``dcign-train``: train a DC-IGN (or, with ``--set method=vae`` etc., a baseline) from params.yaml.
 
 Single process: ``dcign-train --params params.yaml --data DIR [--data DIR ...] --out DIR``.
 Several processes: ``torchrun --nproc_per_node N -m dcign.cli ...`` (DDP is used when WORLD_SIZE > 1).
@@ -64,7 +64,7 @@ def _check_distinct(data_dirs) -> None:
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a train parameter (e.g. --set steps=100, --set method=vae for the entangled baseline).",
+    help="Override a train parameter (e.g. --set steps=100, --set method=beta_vae for a baseline).",
 )
 @click.option("--progress/--no-progress", default=True, help="Show a tqdm progress bar.")
 def main(params_path, data_dirs, out_dir, resume, live_dir, overrides, progress):

@@ -22,8 +22,10 @@ _MISSING = object()
 
 # Latent groups in code order; every render sweep makes exactly one of them active.
 GROUPS = ("azimuth", "elevation", "light", "intrinsic")
-# Training methods: the DC-IGN's clamped sweep batches, or an ordinary VAE on random images.
-METHODS = ("dcign", "vae")
+# Training methods: the DC-IGN's clamped sweep batches, an ordinary VAE on random images, and the
+# disentangling baselines on the same network (dcign/objectives.py): beta-VAE, beta-TCVAE, FactorVAE
+# on random images, and the weakly supervised Ada-GVAE on pairs of images from one sweep batch.
+METHODS = ("dcign", "vae", "beta_vae", "beta_tcvae", "factor_vae", "ada_gvae")
 # Methods whose latent groups are assigned to factors (the others are scored by their best single latents).
 GROUPED_METHODS = ("dcign",)
 
@@ -31,7 +33,8 @@ GROUPED_METHODS = ("dcign",)
 # Upper bounds, each with its reason: checked before any data is loaded, so a typo is one line.
 MAX_STEPS = 10**9
 MAX_BATCHES_PER_STEP = 1024
-MAX_WIDTH = 4096  # conv filters and latent dimensions
+MAX_WIDTH = 4096  # conv filters, latent dimensions and discriminator units
+MAX_DEPTH = 64  # FactorVAE discriminator layers
 
 
 class ConfigError(ParamsError):
@@ -135,7 +138,15 @@ class TrainConfig:
     sweep_ratio: dict[str, float] = field(
         default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 3.0}
     )
-    method: str = "dcign"  # dcign (clamped sweep batches) or vae (the entangled baseline: random images, no clamp)
+    method: str = "dcign"  # dcign (clamped sweep batches), vae (random images, no clamp) or a baseline (METHODS)
+    beta: float = 4.0  # beta_vae: KL weight, in place of kl_weight (Higgins et al. 2017: beta > 1)
+    tcvae_alpha: float = 1.0  # beta_tcvae: weight of the index-code mutual information (Chen et al. 2018: 1)
+    tcvae_beta: float = 6.0  # beta_tcvae: weight of the total correlation (Chen et al. 2018: beta > 1)
+    tcvae_gamma: float = 1.0  # beta_tcvae: weight of the dimension-wise KL (Chen et al. 2018: 1)
+    factor_gamma: float = 10.0  # factor_vae: weight of the discriminator's TC (Kim & Mnih 2018: 6.4-40 on 64x64)
+    factor_lr: float = 1e-4  # factor_vae: discriminator Adam learning rate (Kim & Mnih 2018: 1e-4, betas 0.5, 0.9)
+    factor_hidden: int = 1000  # factor_vae: units per hidden layer of the discriminator (Kim & Mnih 2018: 1000)
+    factor_layers: int = 6  # factor_vae: linear layers of the discriminator (Kim & Mnih 2018: 6)
     precision: str = "bf16"  # fp32 or bf16 (torch.autocast on CPU and CUDA)
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     channels_last: bool = True  # NHWC memory format for the convolutions
@@ -160,6 +171,13 @@ class TrainConfig:
         _nonneg_float("kl_weight", self.kl_weight)
         _ratio("sweep_ratio", self.sweep_ratio)
         _choice("method", self.method, METHODS)
+        for name in ("beta", "tcvae_alpha", "tcvae_beta", "tcvae_gamma", "factor_gamma"):
+            _nonneg_float(name, getattr(self, name))
+        _positive_float("factor_lr", self.factor_lr)
+        for name in ("factor_hidden", "factor_layers"):
+            _positive_int(name, getattr(self, name))
+        _at_most("factor_hidden", self.factor_hidden, MAX_WIDTH, "a layer's weights grow with its square")
+        _at_most("factor_layers", self.factor_layers, MAX_DEPTH, "the paper's discriminator has 6")
         for name in ("kl_clamped", "channels_last", "deterministic"):
             _bool(name, getattr(self, name))
         _choice("precision", self.precision, ("fp32", "bf16"))
@@ -184,8 +202,14 @@ class TrainConfig:
 
     @property
     def entangled(self) -> bool:
-        """True when batches are random images with no clamped groups (every method but the DC-IGN)."""
-        return self.method != "dcign"
+        """True when the code has no latent groups (every method but the DC-IGN)."""
+        return self.method not in GROUPED_METHODS
+
+    @property
+    def batches(self) -> str:
+        """What a training slot holds: ``sweep`` (one render batch, clamped), ``pairs`` (one render
+        batch shuffled into pairs, Ada-GVAE) or ``random`` (images from anywhere)."""
+        return {"dcign": "sweep", "ada_gvae": "pairs"}.get(self.method, "random")
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -202,6 +226,7 @@ class TrainConfig:
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device", "threads")
 MODEL_PARAMS = tuple(f.name for f in fields(ModelConfig) if f.name not in ("resolution", "channels"))
 TRAIN_PARAMS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("seed", "model"))
+FLOAT_TRAIN_PARAMS = tuple(f.name for f in fields(TrainConfig) if f.type == "float")  # where a YAML int means a float
 
 
 # ---------------------------------------------------------------------------- checks
@@ -314,7 +339,7 @@ def config_from_params(params: dict, overrides: tuple[str, ...] = (), where: str
         model_kw["filters"] = tuple(model_kw["filters"])
     train_kw = {k: values[k] for k in TRAIN_PARAMS}
     # YAML ints are fine where a float is expected (lr: 1 means 1.0).
-    for k in ("lr", "invariance", "kl_weight"):
+    for k in FLOAT_TRAIN_PARAMS:
         if _number(train_kw[k]):
             train_kw[k] = float(train_kw[k])
     for k in ("gaussian_std", "init_std"):

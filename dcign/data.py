@@ -5,7 +5,10 @@ slots (batches_per_step x world size); slot ``j`` draws its latent group by ``sw
 (restricted to groups present), a render batch of that group, and the reparameterisation
 noise, all from ``np.random.default_rng([seed, s, j])``. So a resumed run, a run with more
 processes, or a single process accumulating the same slots all see the same batches.
-The entangled baseline draws B random images from anywhere instead, with no active group.
+The entangled baselines draw B random images from anywhere instead, with no active group;
+Ada-GVAE (``pairs``) takes one render batch of a group, shuffled, as pairs ``(i, i + B/2)`` of
+images that share every factor but the swept one, with no active group (an odd last image is
+left out). FactorVAE's per-dimension permutations (``permutations``) are drawn after the noise.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class Slot:
     images: np.ndarray  # (B,) flat image indices into (N * B) for this minibatch
     active: str | None  # active latent group; None for the entangled baseline
     eps: np.ndarray  # (B, D) float32 reparameterisation noise
+    perm: np.ndarray | None = None  # (B, D) int64: column d of the code is permuted by perm[:, d] (FactorVAE)
 
 
 class TrainingData:
@@ -57,11 +61,27 @@ class TrainingData:
         return x, torch.from_numpy(slot.eps).to(device, non_blocking=True)
 
 
+def fetch_permutation(slot: Slot, device: torch.device) -> torch.Tensor | None:
+    """The slot's (B, D) per-dimension permutation on ``device``, or None."""
+    return None if slot.perm is None else torch.from_numpy(slot.perm).to(device)
+
+
 class Schedule:
     """Which images, active group and noise every slot of every step uses."""
 
-    def __init__(self, data: TrainingData, ratio: dict[str, float], seed: int, latent: int, entangled: bool):
+    def __init__(
+        self,
+        data: TrainingData,
+        ratio: dict[str, float],
+        seed: int,
+        latent: int,
+        entangled: bool,
+        pairs: bool = False,
+        permutations: bool = False,
+    ):
+        """``entangled``: random images; ``pairs``: a shuffled render batch (see the module doc)."""
         self.data, self.seed, self.latent, self.entangled = data, seed, latent, entangled
+        self.pairs, self.permutations = pairs, permutations
         self.by_group = {g: data.batch_indices(g) for g in GROUPS}
         present = [g for g in GROUPS if len(self.by_group[g]) and ratio.get(g, 0) > 0]
         if not entangled and not present:
@@ -80,8 +100,12 @@ class Schedule:
             active = self.groups[rng.choice(len(self.groups), p=self.p)]
             batch = int(rng.choice(self.by_group[active]))
             images = np.arange(batch * b, (batch + 1) * b)
-        eps = rng.standard_normal((b, self.latent), dtype=np.float32)
-        return Slot(images=images, active=active, eps=eps)
+            if self.pairs:  # shuffled pairs of one batch; no group is clamped
+                images, active = rng.permutation(images)[: b - b % 2], None
+        n = len(images)
+        eps = rng.standard_normal((n, self.latent), dtype=np.float32)
+        perm = np.argsort(rng.random((n, self.latent)), axis=0) if self.permutations else None
+        return Slot(images=images, active=active, eps=eps, perm=perm)
 
     def slots(self, step: int, first: int, count: int) -> list[Slot]:
         """Slots ``first .. first + count - 1`` of ``step`` (a rank takes its own contiguous range)."""

@@ -16,6 +16,7 @@ from torch import nn
 
 from dcign.clamp import clamp_to_batch_mean, invariance_penalty
 from dcign.config import GROUPS, ModelConfig
+from dcign.objectives import ada_gvae_posteriors
 
 
 def _conv_block(cfg: ModelConfig, c_in: int, c_out: int, k: int) -> list[nn.Module]:
@@ -104,16 +105,25 @@ class DCIGN(nn.Module):
         return self.group_id != GROUPS.index(active)
 
     def forward(
-        self, x: torch.Tensor, active: str | None = None, invariance: float = 0.0, eps: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        active: str | None = None,
+        invariance: float = 0.0,
+        eps: torch.Tensor | None = None,
+        pairs: bool = False,
     ) -> Output:
         """Encode, sample (training) or take the mean (eval), clamp, decode.
 
         ``active``: the batch's active group; the others are clamped to their batch mean
         and pulled together with gradient ``invariance / N * (z - mean)`` (the gradient
         of ``invariance * 1/2 ||z - mean||^2`` per image in a batch-averaged loss).
-        None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when None.
+        None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when None. ``pairs``: images
+        ``i`` and ``i + N/2`` are a pair whose posteriors are averaged over the latents they are
+        inferred to share before sampling (Ada-GVAE); ``mu``, ``logvar`` are then the averaged ones.
         """
         mu, logvar = self.encode(x)  # (N, D) each
+        if pairs:
+            mu, logvar = ada_gvae_posteriors(mu, logvar)
         if self.training:
             eps = torch.randn_like(mu) if eps is None else eps.to(mu)
             z = mu + eps * torch.exp(0.5 * logvar)  # (N, D) reparameterised sample

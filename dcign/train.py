@@ -1,11 +1,13 @@
-"""Train a DC-IGN (or the entangled VAE baseline) on rendered sweep batches.
+"""Train a DC-IGN (or a baseline: the entangled VAE, beta-VAE, beta-TCVAE, FactorVAE, Ada-GVAE) on rendered batches.
 
 One loop, read top to bottom: set up (devices, data, checkpoint, model, optimizer, logger),
 then per step: data (the schedule's slots for this rank -> tensors), compute (forward with
-the clamp, backward, all-reduce under DDP), check (stop on NaN before the update), update,
-log, checkpoint. Under ``torchrun`` (WORLD_SIZE > 1) every rank takes its own render
-batches from the same schedule, so one step's global batch is world_size x batches_per_step
-render batches; a single process with batches_per_step = world_size computes the same step.
+the clamp, the method's regulariser from dcign/objectives.py, backward, all-reduce under DDP),
+check (stop on NaN before the update), update, log, checkpoint. FactorVAE's discriminator is
+trained in the same step, by its own optimizer, on the same codes. Under ``torchrun``
+(WORLD_SIZE > 1) every rank takes its own render batches from the same schedule, so one
+step's global batch is world_size x batches_per_step render batches; a single process with
+batches_per_step = world_size computes the same step.
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from dcign.checkpoint import CheckpointError, has_checkpoint, load_training_state, recover, save_checkpoint
+from dcign.checkpoint import (
+    CheckpointError,
+    has_checkpoint,
+    load_discriminator_state,
+    load_training_state,
+    recover,
+    save_checkpoint,
+)
 from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
-from dcign.data import Schedule, load_training_data
+from dcign.data import Schedule, fetch_permutation, load_training_data
 from dcign.model import DCIGN, loss_terms
+from dcign.objectives import DISCRIMINATOR_BETAS, Discriminator, discriminator_loss, permute_dims, regulariser
 from render.atomic import check_writable, removed_if_failed_empty
 
 TERMS = ("loss", "recon", "kl", "invariance")
@@ -59,37 +69,58 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    batches: list[tuple[torch.Tensor, torch.Tensor, str | None]],
+    batches: list[tuple[torch.Tensor, torch.Tensor, str | None, torch.Tensor | None]],
     cfg: TrainConfig,
     world_size: int = 1,
+    dataset_size: int = 1,
+    critic: tuple[nn.Module, torch.optim.Optimizer] | None = None,
 ) -> list[float]:
-    """One optimizer step over this rank's (images, noise, active group) batches; returns TERMS.
+    """One optimizer step over this rank's (images, noise, active group, permutation) batches; returns TERMS.
 
-    The terms are averaged over the batches (and all ranks). The update is skipped when
-    any term is not finite, so the caller can stop with the weights of the last good step.
+    ``dataset_size``: images the batches are drawn from (beta-TCVAE's estimator); ``critic``:
+    FactorVAE's discriminator and its optimizer, stepped with the model. The terms are averaged
+    over the batches (and all ranks). The update is skipped when any term is not finite, so the
+    caller can stop with the weights of the last good step.
     """
     raw = model.module if isinstance(model, DistributedDataParallel) else model
     device = batches[0][0].device
     k = len(batches)
     optimizer.zero_grad(set_to_none=True)
-    totals = torch.zeros(len(TERMS), device=device)
-    for i, (x, eps, active) in enumerate(batches):
+    if critic is not None:
+        critic[1].zero_grad(set_to_none=True)
+    totals = torch.zeros(len(TERMS) + 1, device=device)  # TERMS, then the discriminator's loss (FactorVAE)
+    for i, (x, eps, active, permutation) in enumerate(batches):
         # Under DDP, all-reduce gradients only with the last of this rank's batches.
         last = i == k - 1 or not isinstance(model, DistributedDataParallel)
         with contextlib.nullcontext() if last else model.no_sync():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                out = model(x, active=active, invariance=cfg.invariance / k, eps=eps)
+                out = model(x, active=active, invariance=cfg.invariance / k, eps=eps, pairs=cfg.batches == "pairs")
             t = loss_terms(raw, out, x, active, cfg.kl_clamped)
-            objective = t["recon"] + cfg.kl_weight * t["kl"]  # the clamp injects the invariance gradient itself
+            disc = critic[0] if critic is not None else None
+            reg = regulariser(cfg, t["kl"], out.z, out.mu, out.logvar, dataset_size, disc)
+            objective = t["recon"] + reg  # the clamp injects the invariance gradient itself
+            if disc is not None:  # trains the discriminator only: the codes are constants to it
+                z = out.z.detach()
+                objective_d = discriminator_loss(disc, z, permute_dims(z, permutation))
+                (objective_d / k).backward()
+                totals[-1] += objective_d.detach() / k
             (objective / k).backward()
         loss = objective.detach() + cfg.invariance * t["invariance"]
-        totals += torch.stack([loss, t["recon"].detach(), t["kl"].detach(), t["invariance"]]) / k
+        totals[:-1] += torch.stack([loss, t["recon"].detach(), t["kl"].detach(), t["invariance"]]) / k
     if world_size > 1:
         dist.all_reduce(totals)
         totals /= world_size
-    values = totals.tolist()
+        if critic is not None:  # the discriminator is not wrapped in DDP: average its gradients here
+            for p in critic[0].parameters():
+                dist.all_reduce(p.grad)
+                p.grad /= world_size
+    values, loss_d = totals[:-1].tolist(), totals[-1].item()
+    if not math.isfinite(loss_d):  # a diverged discriminator stops the run like a diverged model
+        values[0] = loss_d
     if all(math.isfinite(v) for v in values):
         optimizer.step()
+        if critic is not None:
+            critic[1].step()
     return values
 
 
@@ -211,7 +242,15 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
     if device.type == "cuda" and data.images.numel() <= DATA_ON_GPU_MAX_BYTES:
         data.images = data.images.to(device)
     cfg = with_resolution(cfg, data.resolution)
-    schedule = Schedule(data, cfg.sweep_ratio, cfg.seed, cfg.model.latent, cfg.entangled)
+    schedule = Schedule(
+        data,
+        cfg.sweep_ratio,
+        cfg.seed,
+        cfg.model.latent,
+        entangled=cfg.batches == "random",
+        pairs=cfg.batches == "pairs",
+        permutations=cfg.method == "factor_vae",
+    )
     if rank == 0:
         check_writable(out_dir, TrainError)
     meta = recover(out_dir) if resume and rank == 0 else None
@@ -251,6 +290,23 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
             optimizer.load_state_dict(optimizer_state)
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"{out_dir}: optimizer state does not fit ({e})") from None
+    critic = None  # FactorVAE's discriminator and its optimizer (initialised after the model, same seed)
+    if cfg.method == "factor_vae":
+        disc = Discriminator(cfg.model.latent, cfg.factor_hidden, cfg.factor_layers)
+        if meta is not None:
+            disc_state, disc_opt_state = load_discriminator_state(out_dir, meta)
+            try:
+                disc.load_state_dict(disc_state)
+            except RuntimeError as e:
+                raise CheckpointError(f"{out_dir}: discriminator does not fit ({str(e).splitlines()[0]})") from None
+        disc.to(device)
+        disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.factor_lr, betas=DISCRIMINATOR_BETAS)
+        if meta is not None:
+            try:
+                disc_opt.load_state_dict(disc_opt_state)
+            except (ValueError, KeyError) as e:
+                raise CheckpointError(f"{out_dir}: discriminator optimizer state does not fit ({e})") from None
+        critic = (disc, disc_opt)
     net = model
     if world > 1:
         net = DistributedDataParallel(
@@ -314,13 +370,13 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         # ---- data: this rank's slots of the global schedule -> (images, noise, active group)
         t0 = time.perf_counter()
         slots = schedule.slots(step, rank * k, k)
-        batches = [(*data.fetch(s, device, cfg.channels_last), s.active) for s in slots]
+        batches = [(*data.fetch(s, device, cfg.channels_last), s.active, fetch_permutation(s, device)) for s in slots]
         t1 = time.perf_counter()
 
         # ---- compute: forward (clamped), backward, all-reduce, update unless non-finite
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(step)
-        values = train_step(net, optimizer, batches, cfg, world)
+        values = train_step(net, optimizer, batches, cfg, world, data.n_batches * data.batch_size, critic)
         t2 = time.perf_counter()
         data_time += t1 - t0
         step_time += t2 - t0
@@ -357,7 +413,8 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
                 "slots_per_step": slots_per_step,
                 LOSS_WINDOW: recent,
             }
-            save_checkpoint(out_dir, model, optimizer, cfg, done, extra)
+            aux = {} if critic is None else {"discriminator": critic[0], "discriminator_optimizer": critic[1]}
+            save_checkpoint(out_dir, model, optimizer, cfg, done, extra, **aux)
             last_ckpt = done
     bar.close()
 

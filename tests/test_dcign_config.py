@@ -38,7 +38,10 @@ def test_overrides():
         ({"steps": -3}, "params.yaml: train.steps must be a positive integer, got -3"),
         ({"steps": 2.5}, "train.steps must be a positive integer, got 2.5"),
         ({"kl_clamped": "yes"}, "train.kl_clamped must be true or false"),
-        ({"method": "gan"}, "train.method must be one of dcign, vae, got 'gan'"),
+        (
+            {"method": "gan"},
+            "train.method must be one of dcign, vae, beta_vae, beta_tcvae, factor_vae, ada_gvae, got 'gan'",
+        ),
         ({"entangled": True}, "unknown parameter train.entangled"),
         ({"norm": "batch"}, "train.norm must be one of none, group, got 'batch'"),
         ({"filters": [32, 0]}, "train.filters must be a positive integer, got 0"),

@@ -20,10 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def test_two_ranks_equal_one_process_with_two_batches_per_step(tmp_path):
+@pytest.mark.parametrize("method", ["dcign", "factor_vae", "ada_gvae"])  # plus a discriminator; pairs
+def test_two_ranks_equal_one_process_with_two_batches_per_step(tmp_path, method):
     data = make_fake_dataset(tmp_path / "data", n_batches=3, batch_size=4, resolution=16)
     cfg = TrainConfig(
-        steps=4, checkpoint_every=2, log_every=1, precision="fp32", model=ModelConfig(filters=(4, 4, 4), latent=8)
+        steps=4,
+        checkpoint_every=2,
+        log_every=1,
+        precision="fp32",
+        method=method,
+        factor_hidden=16,
+        factor_layers=3,
+        model=ModelConfig(filters=(4, 4, 4), latent=8),
     )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params(cfg)))
     cmd = [
