@@ -178,6 +178,16 @@ def _loss_window(meta: dict | None, out_dir: Path) -> list[list[float]]:
     return [[float(v) for v in r] for r in window]
 
 
+def _restore(target: nn.Module | torch.optim.Optimizer, state: dict, out_dir: Path, what: str) -> None:
+    """Load a checkpoint's state into a module or an optimizer; a mismatch is one line naming the checkpoint."""
+    module = isinstance(target, nn.Module)
+    errors = (RuntimeError,) if module else (ValueError, KeyError)  # a module's shapes/keys; an optimizer's groups
+    try:
+        target.load_state_dict(state)
+    except errors as e:
+        raise CheckpointError(f"{out_dir}: {what} ({str(e).splitlines()[0] if module else e})") from None
+
+
 def _truncate_live(live_dir: Path, done: int) -> None:
     """Drop dvclive rows logged after the checkpoint we resume from (they will be logged again)."""
     for tsv in (Path(live_dir) / "plots" / "metrics").rglob("*.tsv"):
@@ -277,35 +287,23 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
     optimizer_state = None
     if meta is not None:
         state, optimizer_state = load_training_state(out_dir, meta)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise CheckpointError(f"{out_dir}: weights do not fit the model ({str(e).splitlines()[0]})") from None
+        _restore(model, state, out_dir, "weights do not fit the model")
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
     if optimizer_state is not None:
-        try:
-            optimizer.load_state_dict(optimizer_state)
-        except (ValueError, KeyError) as e:
-            raise CheckpointError(f"{out_dir}: optimizer state does not fit ({e})") from None
+        _restore(optimizer, optimizer_state, out_dir, "optimizer state does not fit")
     critic = None  # FactorVAE's discriminator and its optimizer (initialised after the model, same seed)
     if cfg.method == "factor_vae":
         disc = Discriminator(cfg.model.latent, cfg.factor_hidden, cfg.factor_layers)
         if meta is not None:
             disc_state, disc_opt_state = load_discriminator_state(out_dir, meta)
-            try:
-                disc.load_state_dict(disc_state)
-            except RuntimeError as e:
-                raise CheckpointError(f"{out_dir}: discriminator does not fit ({str(e).splitlines()[0]})") from None
+            _restore(disc, disc_state, out_dir, "discriminator does not fit")
         disc.to(device)
         disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.factor_lr, betas=DISCRIMINATOR_BETAS)
         if meta is not None:
-            try:
-                disc_opt.load_state_dict(disc_opt_state)
-            except (ValueError, KeyError) as e:
-                raise CheckpointError(f"{out_dir}: discriminator optimizer state does not fit ({e})") from None
+            _restore(disc_opt, disc_opt_state, out_dir, "discriminator optimizer state does not fit")
         critic = (disc, disc_opt)
     net = model
     if world > 1:
