@@ -15,6 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from dataset_fixtures import make_fake_dataset
+from tiny_profile import write_tiny_params
 
 from pipeline import calibration as C
 from pipeline import fit as F
@@ -352,3 +353,42 @@ def test_pixel_and_ssim_objectives_are_zero_at_the_image_only():
         assert values[0] == pytest.approx(0, abs=1e-12) and values[1] > 0.01
     with pytest.raises(F.FitError, match="unknown objective"):
         F.make_objective("l1", a)
+
+
+def test_fit_stage_writes_its_summary_plots_and_readme_table_and_resumes(tiny_eval, tmp_path):
+    from pipeline import fit_report
+
+    root, _ = tiny_eval
+    params = write_tiny_params(tmp_path / "params.yaml")
+    out, metrics = tmp_path / "fit", tmp_path / "fit.json"
+    args = ["--params", params, "--checkpoint", root / "models" / "dcign", "--metrics", metrics, "--out", out]
+    args = [str(a) for a in (*args, "--calibration", root / "eval" / "calibration" / "dcign.npz", "--no-progress")]
+    r = CliRunner().invoke(fit_stage.main, args)
+    assert r.exit_code == 0, r.output
+    s = json.loads(metrics.read_text())
+    assert (s["images"], s["budget"], s["resolution"]) == (2, 4, 16)
+    assert [s[m]["renders_per_image"] for m in ("amortised", "code", "pixel")] == [0, 4, 4]
+    faces = [json.loads(p.read_text()) for p in sorted((out / "results").glob("face-*.json"))]
+    assert len(faces) == 2
+    for method in ("amortised", "code", "pixel"):
+        err = [row["error_azimuth"] for f in faces for row in f["rows"] if row["method"] == method]
+        assert s[method]["azimuth"]["median_abs_error"] == pytest.approx(np.median(err))
+    assert (out / "plots" / "errors.png").is_file() and (out / "plots" / "contact_sheet.png").is_file()
+
+    (out / "results" / "face-0001.json").unlink()  # as if killed during the second face
+    assert CliRunner().invoke(fit_stage.main, args).exit_code == 0
+    again = json.loads(metrics.read_text())
+    for method in ("amortised", "code", "pixel"):
+        assert {k: v for k, v in again[method].items() if k != "seconds_per_image"} == {
+            k: v for k, v in s[method].items() if k != "seconds_per_image"
+        }
+
+    readme = tmp_path / "R.md"
+    readme.write_text("a\n<!-- fit:start -->\nold\n<!-- fit:end -->\nb\n")
+    r = CliRunner().invoke(fit_report.main, ["--metrics", str(metrics), "--readme", str(readme)])
+    assert r.exit_code == 0, r.output
+    text = readme.read_text()
+    pixel = s["pixel"]["azimuth"]
+    assert "old" not in text and f"| {pixel['median_abs_error']:.1f} / {pixel['p90_abs_error']:.1f} |" in text
+    check = CliRunner().invoke(fit_report.main, ["--metrics", str(metrics), "--readme", str(readme), "--check"])
+    assert check.exit_code == 0

@@ -140,3 +140,14 @@ def test_experiments_record_report_and_readme(project):
     shown = f"{psnr:.2f}" if abs(psnr) >= 10 else f"{psnr:.3f}"  # as results_table rounds
     assert "old" not in text and f"| reconstruction PSNR, dB (test sweeps) | {shown} |" in text
     assert text.startswith("a\n") and text.endswith("b\n")
+
+    # The baselines table can take a method's rows from the record (here both default models of the run).
+    params = write_tiny_params(proj / "b.yaml", baselines={"methods": ["dcign", "vae"], "seeds": [0]})
+    (proj / "B.md").write_text("<!-- baselines:start -->\n<!-- baselines:end -->\n")
+    table = [sys.executable, "-m", "pipeline.baselines", "table", "--params", str(params), "--runs", "none"]
+    table += ["--doc", "B.md", "--plot", "b.png", "--record", "runs.json", "--speed", "none.json"]
+    table += ["--from-record", f"dcign=dcign@{name}", "--from-record", f"vae=baseline@{name}"]
+    run(table, proj, env)
+    rows = (proj / "B.md").read_text()
+    mig = workspace["baseline"]["disentanglement"]["mig_continuous"]
+    assert "| `vae` | 1 | " in rows and f"| {mig:.3f} |" in rows and f"record:{name} (seed" in rows

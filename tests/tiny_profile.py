@@ -38,6 +38,7 @@ TINY = {
         "mig_halves": 2,
         "dci_trees": 5,
     },
+    "fit": {"images": 2, "budget": 4, "shape_components": 2, "albedo_components": 1},
 }
 
 

@@ -1,0 +1,96 @@
+"""dcign-baselines: the table of docs/baselines.md from the evaluation's own metrics files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from tiny_profile import write_tiny_params
+
+from pipeline import baselines as B
+
+
+def test_cell_is_mean_and_sample_std():
+    assert B.cell([]) == "–"
+    assert B.cell([0.5]) == "0.500"
+    assert B.cell([0.1, 0.2, 0.3]) == f"{0.2:.3f} ± {np.std([0.1, 0.2, 0.3], ddof=1):.3f}"
+    assert B.cell([24.0, 26.0]) == f"25.00 ± {np.std([24.0, 26.0], ddof=1):.2f}"
+
+
+@pytest.mark.parametrize("spec", ["dcign", "dcign=dcign", "dcign=@a", "=dcign@a", "dcign=dcign@"])
+def test_from_record_spec_is_checked(spec):
+    with pytest.raises(B.BaselinesError, match="METHOD=MODEL@RUN"):
+        B.parse_from_record((spec,))
+
+
+def _layout(tmp_path: Path, eval_metrics: Path, seeds=(0, 1)) -> Path:
+    """baselines/dcign-<seed>/eval/metrics.json as the evaluate stage writes it (copies of a real one)."""
+    root = tmp_path / "baselines"
+    for s in seeds:
+        d = root / f"dcign-{s}" / "eval"
+        d.mkdir(parents=True)
+        shutil.copy(eval_metrics, d / "metrics.json")
+    return root
+
+
+def test_table_rows_are_the_evaluations_scores(tiny_eval, tmp_path):
+    root, metrics = tiny_eval
+    runs = _layout(tmp_path, root / "eval" / "metrics.json")
+    params = write_tiny_params(tmp_path / "params.yaml", baselines={"methods": ["dcign"], "seeds": [0, 1]})
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- baselines:start -->\nold\n<!-- baselines:end -->\noutro\n")
+    r = CliRunner().invoke(
+        B.main,
+        ["table", "--params", str(params), "--runs", str(runs), "--doc", str(doc), "--plot", str(tmp_path / "b.png")]
+        + ["--speed", str(tmp_path / "none.json")],
+    )
+    assert r.exit_code == 0, r.output
+    text = doc.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    row = next(line for line in text.splitlines() if line.startswith("| `dcign` |"))
+    m = metrics["dcign"]
+    mig = m["disentanglement"]["mig_continuous"]
+    top1 = m["recognition"]["intrinsic"]["identification"]["top1"]
+    edit = np.mean([m["rerender"][f]["edit"]["psnr"] for f in ("azimuth", "elevation", "light")])
+    for v in (mig, top1):
+        assert f"{v:.3f} ± 0.000" in row
+    assert f"{edit:.2f} ± 0.00" in row and row.startswith("| `dcign` | 2 |")
+    pixels = metrics["pixels"]["recognition"]["whole"]["identification"]["top1"]
+    assert f"| {pixels:.3f} |" in next(line for line in text.splitlines() if line.startswith("| raw pixels"))
+    assert (tmp_path / "b.png").stat().st_size > 0 and "dcign-0 (seed 0)" in text
+
+
+def test_a_missing_run_or_a_wrong_method_is_one_line(tiny_eval, tmp_path):
+    root, _ = tiny_eval
+    runs = _layout(tmp_path, root / "eval" / "metrics.json", seeds=(0,))
+    with pytest.raises(B.BaselinesError, match=r"dcign-1/eval/metrics.json: missing \(run `dvc repro"):
+        B.runs_from_dir(runs, "dcign", [0, 1])
+    shutil.copytree(runs / "dcign-0", runs / "baseline-0")
+    with pytest.raises(B.BaselinesError, match="model 'baseline' was trained as 'vae'") as e:
+        B.runs_from_dir(runs, "baseline", [0])
+    assert "\n" not in str(e.value)
+
+
+def test_speed_column_comes_from_the_benchmark_record(tiny_project, tmp_path):
+    """benchmarks.methods trains each method through the real trainer; the table shows its images/s."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "methods.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.methods", "--params", str(tiny_project / "params.yaml")]
+        + ["--data", str(tiny_project / "data" / "train"), "--steps", "2", "--methods", "dcign,factor_vae"]
+        + ["--json", str(out)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    speed, where = B.load_speed(out)
+    assert set(speed) == {"dcign", "factor_vae"} and all(v > 0 for v in speed.values())
+    assert json.loads(out.read_text())["date"] in where
