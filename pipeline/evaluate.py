@@ -33,7 +33,7 @@ from pipeline import calibration as C
 from pipeline import metrics as M
 from pipeline import scoring as S
 from pipeline.encode import decode, encode
-from render.params import ParamsError, get, load_params
+from render.params import ParamsError, get, load_params, source
 from render.shards import RenderedDataset, ShardError, load_dataset, read_manifest
 from render.vocabulary import FACTORS, GRID, RECOGNITION, SWEEPS
 
@@ -236,29 +236,31 @@ def _finite(obj):
     return obj
 
 
+# Upper bounds of the evaluate section, checked before any work (a typo of 10**12 would run for ever).
+EVAL_MAXIMA = {
+    "encode_batch": (65536, "a batch of 64x64 images is held in memory with its activations"),
+    "score_samples": (1_000_000, "the classifier scores are stable from a few thousand"),
+    "mig_samples": (1_000_000, "Monte Carlo samples per latent"),
+    "rerender_pairs": (100_000, "each pair is decoded and scored"),
+    "traversal_faces": (64, "rows of a picture"),
+    "bootstrap": (100_000, "resamples of every interval"),
+    "mig_halves": (1000, "each half is a full MIG estimate"),
+    "mean_image_neighbours": (10_000, "training images averaged per target"),
+    "dci_trees": (10_000, "boosting stages per factor"),
+}
+
+
 def config_from_params(p: dict) -> S.EvalConfig:
     """The ``evaluate`` section (and the top-level seed) of a params mapping; every key must be present."""
 
-    def positive(key: str) -> int:
-        return get(p, f"evaluate.{key}", int, positive=True)
+    def bounded(key: str) -> int:
+        v = get(p, f"evaluate.{key}", int, positive=True)
+        maximum, reason = EVAL_MAXIMA[key]
+        if v > maximum:
+            raise ParamsError(f"{source(p)}: evaluate.{key} must be at most {maximum} ({reason}), got {v}")
+        return v
 
-    return S.EvalConfig(
-        seed=get(p, "seed", int),
-        **{
-            k: positive(k)
-            for k in (
-                "encode_batch",
-                "score_samples",
-                "mig_samples",
-                "rerender_pairs",
-                "traversal_faces",
-                "bootstrap",
-                "mig_halves",
-                "mean_image_neighbours",
-                "dci_trees",
-            )
-        },
-    )
+    return S.EvalConfig(seed=get(p, "seed", int), **{k: bounded(k) for k in EVAL_MAXIMA})
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

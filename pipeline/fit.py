@@ -56,6 +56,7 @@ OBJECTIVES = ("code", "pixel", "ssim")
 METHODS = ("amortised", *OBJECTIVES)  # what a fit row reports: the amortised estimate or one search
 
 
+MAX_BUDGET = 100_000  # renders per search: 200 take seconds, a typo of 10**9 would run for weeks
 ANGLE_STEP_AFTER = 0.3  # the angles' share of the initial step when everything is searched after them
 
 
@@ -77,8 +78,8 @@ class FitConfig:
     weights: dict = field(default_factory=dict)  # code objective: group name -> weight (default 1)
 
     def validate(self) -> FitConfig:
-        if not isinstance(self.budget, int) or self.budget < 2:
-            raise FitError(f"budget must be an integer of at least 2 renders, got {self.budget!r}")
+        if not isinstance(self.budget, int) or not 2 <= self.budget <= MAX_BUDGET:
+            raise FitError(f"budget must be an integer of 2 to {MAX_BUDGET} renders, got {self.budget!r}")
         for name in ("shape_components", "albedo_components", "popsize", "azimuth_grid"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:

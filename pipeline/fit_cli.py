@@ -46,6 +46,7 @@ from pipeline import calibration as C
 from pipeline import fit as F
 from pipeline.rerender import RerenderError, decode_image, default_calibration, encode_image, resize
 from render.atomic import atomic_write_bytes, atomic_write_json, check_writable, sha256_bytes, sha256_file
+from render.job import MAX_SAMPLES
 from render.sweeps import DEFAULT_RANGES
 from render.vocabulary import FACTORS
 
@@ -200,7 +201,9 @@ def item_seed(seed: int, name: str) -> int:
     help="Calibration .npz from dcign-evaluate. Default: eval/calibration/<model dir name>.npz above the checkpoint.",
 )
 @click.option("--model", "face_model", default="default", show_default=True, help="Face model: default or a path.")
-@click.option("--budget", type=click.IntRange(min=2), default=200, show_default=True, help="Renders per search.")
+@click.option(
+    "--budget", type=click.IntRange(2, F.MAX_BUDGET), default=200, show_default=True, help="Renders per search."
+)
 @click.option(
     "--objective",
     type=click.Choice(["code", "pixel", "ssim", "both"]),
@@ -210,7 +213,7 @@ def item_seed(seed: int, name: str) -> int:
 )
 @click.option("--shape-components", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--albedo-components", type=click.IntRange(min=0), default=3, show_default=True)
-@click.option("--samples", type=click.IntRange(min=1), default=4, show_default=True, help="Cycles samples.")
+@click.option("--samples", type=click.IntRange(1, MAX_SAMPLES), default=4, show_default=True, help="Cycles samples.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--weight",

@@ -44,6 +44,7 @@ from render.vocabulary import FACTORS
 
 METHODS = ("amortised", "code", "pixel")
 FORMAT = "dcign-fit-stage/1"
+MAX_IMAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ def config_from_params(p: dict) -> tuple[StageConfig, dict]:
     for key in ("shape_components", "albedo_components"):
         if getattr(cfg, key) < 0:
             raise ParamsError(f"{source(p)}: fit.{key} must not be negative, got {getattr(cfg, key)}")
-    if cfg.budget < 2:
-        raise ParamsError(f"{source(p)}: fit.budget must be at least 2 renders, got {cfg.budget}")
+    if not 2 <= cfg.budget <= F.MAX_BUDGET:
+        raise ParamsError(f"{source(p)}: fit.budget must be 2 to {F.MAX_BUDGET} renders, got {cfg.budget}")
+    if cfg.images > MAX_IMAGES:
+        raise ParamsError(f"{source(p)}: fit.images must be at most {MAX_IMAGES} faces, got {cfg.images}")
     render = {
         "samples": get(p, "render.samples", int, positive=True),
         "model": str(get(p, "render.model", str)),

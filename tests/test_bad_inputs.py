@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from benchmarks import fuzz_loaders
@@ -87,6 +88,7 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
         "not_utf8.yaml": d / "not_utf8.yaml",
         "list.yaml": d / "list.yaml",
         "deep.yaml": _deep_yaml(d / "deep.yaml"),
+        "huge_bootstrap.yaml": d / "huge_bootstrap.yaml",
         "fifo.npz": _fifo(d / "fifo.npz"),
         "fifo.obj": _fifo(d / "fifo.obj"),
         "fifo.png": _fifo(d / "fifo.png"),
@@ -123,6 +125,9 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     }
     files["not_utf8.yaml"].write_bytes(b"seed: 0\nrender:\n  model: caf\xe9\n")
     files["list.yaml"].write_text("- seed: 0\n- render: {}\n")
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["evaluate"]["bootstrap"] = 10**12
+    files["huge_bootstrap.yaml"].write_text(yaml.safe_dump(params))
     files["garbage.npz"].write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
     obj = base["obj"].read_text()
     files["zero_index.obj"].write_text(re.sub(r"^f (\d+)", "f 0", obj, count=1, flags=re.M))
@@ -243,6 +248,12 @@ CASES = [
         "--params {not_utf8.yaml} --model a={out} --test {out} --grid {out} --recognition {out} --train"
         " {out} --out {out}",
         "{not_utf8.yaml}",
+    ),
+    (
+        "dcign-evaluate",
+        "--params {huge_bootstrap.yaml} --model a={out} --test {out} --grid {out} --recognition {out} --train"
+        " {out} --out {out}",
+        "evaluate.bootstrap must be at most",
     ),
     (
         "dcign-evaluate",

@@ -20,7 +20,7 @@ from tiny_profile import write_tiny_params
 from pipeline import calibration as C
 from pipeline import fit as F
 from pipeline import fit_cli, fit_stage
-from render.params import get, load_params
+from render.params import ParamsError, get, load_params
 from render.vocabulary import FACTORS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -392,3 +392,14 @@ def test_fit_stage_writes_its_summary_plots_and_readme_table_and_resumes(tiny_ev
     assert "old" not in text and f"| {pixel['median_abs_error']:.1f} / {pixel['p90_abs_error']:.1f} |" in text
     check = CliRunner().invoke(fit_report.main, ["--metrics", str(metrics), "--readme", str(readme), "--check"])
     assert check.exit_code == 0
+
+
+def test_budgets_and_sizes_are_bounded_before_any_work(tmp_path):
+    face = write_png(tmp_path / "face.png", 16)
+    for option, value in (("--budget", F.MAX_BUDGET + 1), ("--samples", 10**6)):
+        r = run_fit(face, "--checkpoint", tmp_path / "none", option, value, "--out", tmp_path / "out")
+        assert r.exit_code == 2 and option in r.output and not (tmp_path / "out").exists()
+    p = load_params(ROOT / "params.yaml")
+    for key, value in (("budget", 10**9), ("images", 10**9)):
+        with pytest.raises(ParamsError, match=f"fit.{key} must be"):
+            fit_stage.config_from_params({**p, "fit": {**p["fit"], key: value}})
