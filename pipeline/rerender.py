@@ -54,15 +54,30 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def png_size(head: bytes) -> tuple[int, int]:
-    """Width and height a PNG header declares, read before decoding (0, 0 for other formats).
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height an image file's header declares, read before decoding.
+
+    (0, 0) when the format is unknown to Pillow; None when the header declares more pixels than
+    Pillow's own decompression-bomb limit (2 x 89 M, more than MAX_IMAGE_PIXELS too).
 
     OpenCV allocates what the header declares: a few bytes claiming 60000 x 60000 would ask for
-    gigabytes, or fail deep inside OpenCV.
+    gigabytes, or fail deep inside OpenCV. Pillow reads only the header on open (PNG, JPEG, BMP,
+    TIFF, WebP, ...); a file it does not recognise is left to OpenCV.
     """
-    if len(head) >= 24 and head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return 0, 0
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+        except Image.DecompressionBombError:
+            return None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            return 0, 0
 
 
 def read_image(path: str | Path, resolution: int) -> np.ndarray:
@@ -93,11 +108,10 @@ def decode_image(path: str | Path) -> np.ndarray:
         data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     except OSError as e:
         raise RerenderError(f"{path}: cannot read image ({e.strerror or e})") from None
-    width, height = png_size(data.tobytes()[:24])
-    if width * height > MAX_IMAGE_PIXELS:
-        raise RerenderError(
-            f"{path}: a {width}x{height} image is larger than {MAX_IMAGE_PIXELS} pixels (no photo of a face is)"
-        )
+    size = declared_size(data.tobytes())
+    if size is None or size[0] * size[1] > MAX_IMAGE_PIXELS:
+        declared = "an image" if size is None else f"a {size[0]}x{size[1]} image"
+        raise RerenderError(f"{path}: {declared} larger than {MAX_IMAGE_PIXELS} pixels (no photo of a face is)")
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     except cv2.error as e:  # OpenCV's own limits (2^30 pixels) and corrupt streams

@@ -120,6 +120,8 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
         "garbage_calibration.npz": d / "garbage_calibration.npz",
         "truncated_calibration.npz": d / "truncated_calibration.npz",
         "huge_header.png": d / "huge_header.png",
+        "huge_header.jpg": d / "huge_header.jpg",
+        "bomb_header.jpg": d / "bomb_header.jpg",
         "not_an_image.png": d / "not_an_image.png",
         "face.png": d / "face.png",
     }
@@ -161,6 +163,12 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     header = bytearray(png.tobytes())
     header[16:24] = (60000).to_bytes(4, "big") * 2  # IHDR width and height
     files["huge_header.png"].write_bytes(bytes(header))
+    ok, jpg = cv2.imencode(".jpg", np.full((16, 16), 128, np.uint8))
+    for name, side in (("huge_header.jpg", 9000), ("bomb_header.jpg", 60000)):  # under / over Pillow's own limit
+        data = bytearray(jpg.tobytes())
+        sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+        data[sof + 5 : sof + 9] = side.to_bytes(2, "big") * 2
+        files[name].write_bytes(bytes(data))
     files["not_an_image.png"].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10)
     return files
 
@@ -301,6 +309,8 @@ CASES = [
         "{truncated_calibration.npz}",
     ),
     ("dcign-rerender", "--checkpoint {checkpoint} --image {huge_header.png} -o {out}.png", "{huge_header.png}"),
+    ("dcign-rerender", "--checkpoint {checkpoint} --image {huge_header.jpg} -o {out}.png", "9000x9000 image larger"),
+    ("dcign-rerender", "--checkpoint {checkpoint} --image {bomb_header.jpg} -o {out}.png", "{bomb_header.jpg}"),
     ("dcign-rerender", "--checkpoint {checkpoint} --image {not_an_image.png} -o {out}.png", "{not_an_image.png}"),
     ("dcign-rerender", "--checkpoint {checkpoint} --image {fifo.png} -o {out}.png", "{fifo.png}"),
     (
