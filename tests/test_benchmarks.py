@@ -86,3 +86,14 @@ def test_cuda_check_runs_every_check(tmp_path):
 def test_cuda_check_without_cuda_says_so():
     r = CliRunner().invoke(cuda_check.main, [])
     assert r.exit_code == 1 and "no CUDA device" in r.output
+
+
+def test_fit_benchmark_times_each_method_on_one_core(tiny_eval, tmp_path):
+    root, _ = tiny_eval
+    args = ["--params", root / "params.yaml", "--checkpoint", root / "models" / "dcign", "--faces", "2"]
+    args += ["--calibration", root / "eval" / "calibration" / "dcign.npz"]
+    rec = benchmark(tmp_path, "fit", *map(str, args))
+    assert rec["benchmark"] == "fit" and rec["settings"]["torch_threads"] == 1 and rec["settings"]["faces"] == 2
+    per_face = rec["results"]["seconds"]
+    assert set(per_face) == {"amortised", "code", "pixel"} and all(len(v) == 2 for v in per_face.values())
+    assert rec["results"]["seconds_per_face"]["code"] == pytest.approx(sum(per_face["code"]) / 2)
