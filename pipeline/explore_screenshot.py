@@ -12,6 +12,7 @@ downloads a browser or a driver (and ``SE_OFFLINE`` tells Selenium Manager so).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -43,9 +44,7 @@ def missing_browser() -> str | None:
         if not path.exists():
             return f"{path} is missing (apt-get install {package})"
     for module in ("selenium", "gradio"):
-        try:
-            __import__(module)
-        except ImportError:
+        if importlib.util.find_spec(module) is None:  # found, not imported: Gradio takes seconds to import
             return f"{module} is not installed (pip install -e '.[explore]')"
     return None
 

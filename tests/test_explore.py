@@ -166,6 +166,7 @@ def explore_cli(*args):
     ],
 )
 def test_cli_errors_are_one_line_naming_the_file(tiny_eval, tmp_path, case, message):
+    pytest.importorskip("gradio", reason="dcign-explore needs the explore extra")
     root, _ = tiny_eval
     from pipeline.explore_screenshot import free_port
 
