@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # dvc stages run `python -m ...`: the venv goes first on PATH so that python is the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install repro test test-fast lint format exp metrics report bench bench-readme shell clean-venv
+.PHONY: help install browser repro test test-fast lint format exp explore metrics report bench bench-readme shell clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -17,16 +17,27 @@ $(BIN)/python:
 # torch first and pinned: a looser spec pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,explore]'
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the project
+
+# The explorer's browser test drives Debian's Chromium through its driver. Installed when missing,
+# where apt-get is there and we are root; elsewhere the test is skipped and says why.
+browser:  ## install Debian's chromium and chromium-driver when missing (root, apt-get)
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing chromium and chromium-driver with apt-get (for tests/test_explore.py)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver >/dev/null; } \
+		|| echo "note: apt-get could not install chromium: the browser test will be skipped"; \
+	else echo "note: no chromium/chromedriver (and no apt-get as root): the browser test will be skipped"; fi
 
 repro: install  ## dvc repro (render -> train -> evaluate), then the metrics
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
-test: install lint  ## ruff and every test (Blender, DVC, DDP and subprocess tests too)
+test: install lint browser  ## ruff and every test (Blender, DVC, DDP, subprocess and browser tests too)
 	$(BIN)/python -m pytest -q
 
 test-fast: install  ## the tests not marked slow (under a minute)
@@ -46,6 +57,9 @@ exp: install  ## an experiment: make exp ARGS="-S train.steps=8000 -S train.inva
 	$(BIN)/dvc exp run $(ARGS)
 	$(BIN)/dvc exp show --only-changed
 
+explore: install  ## the explorer in the browser: make explore ARGS="--checkpoint models/dcign --port 7860"
+	$(BIN)/dcign-explore $(ARGS)
+
 metrics: install  ## metrics and params of the workspace against HEAD
 	$(BIN)/dvc params diff
 	$(BIN)/dvc metrics diff
@@ -59,11 +73,12 @@ report: install  ## report.md against BASE (default main)
 RESULTS := benchmarks/results
 
 # Speed figures: run on an idle machine. Each benchmark writes what it prints to $(RESULTS).
-bench: install  ## run the benchmarks (idle machine!), then rewrite README's benchmark tables
+bench: install browser  ## run the benchmarks (idle machine!), then rewrite README's benchmark tables
 	$(BIN)/python -m benchmarks.render --json $(RESULTS)/render.json
 	$(BIN)/python -m benchmarks.train --seconds 8 --json $(RESULTS)/train.json
 	$(BIN)/python -m benchmarks.train --seconds 8 --filters 32,32,32 --latent 32 --resolutions 64 \
 		--json $(RESULTS)/train-default.json
+	$(BIN)/python -m benchmarks.explore --json $(RESULTS)/explore.json
 	$(BIN)/python -m benchmarks.readme --results $(RESULTS)
 
 bench-readme: install  ## rewrite README's benchmark tables from $(RESULTS)/*.json
