@@ -40,23 +40,15 @@ def main(params_path, checkpoint, calibration, faces, core, json_path):
     from dcign.checkpoint import load_model
     from pipeline import calibration as C
     from pipeline import fit as F
-    from pipeline.fit_stage import config_from_params, held_out
+    from pipeline.fit_stage import config_from_params, held_out, search_setup
     from render.faces.loaders import load_face_model
     from render.params import load_params
-    from render.vocabulary import FACTORS
 
     cfg, render_cfg = config_from_params(load_params(params_path))
     model, mcfg, _ = load_model(checkpoint)
     table = C.load(calibration, mcfg.latent)
     model_faces = load_face_model(render_cfg["model"])
-    fcfg = F.FitConfig(
-        budget=cfg.budget,
-        shape_components=min(cfg.shape_components, model_faces.n_shape),
-        albedo_components=min(cfg.albedo_components, model_faces.n_albedo),
-        seed=cfg.seed,
-    ).validate()
-    ranges = {f: table[f].range for f in FACTORS}
-    space = F.SearchSpace(ranges, fcfg.shape_components, fcfg.albedo_components, fcfg.coefficient_bound)
+    fcfg, space = search_setup(cfg, render_cfg, model_faces, table)
     truths = held_out(faces, cfg.seed, render_cfg["ranges"], model_faces.n_shape, model_faces.n_albedo)
     seconds: dict[str, list[float]] = {"amortised": [], "code": [], "pixel": []}
     with F.SceneRenderer(model_faces, mcfg.resolution, render_cfg["samples"], render_cfg["device"]) as render:

@@ -81,6 +81,18 @@ def config_from_params(p: dict) -> tuple[StageConfig, dict]:
     return cfg, render
 
 
+def search_setup(cfg: StageConfig, render_cfg: dict, faces, table: C.Calibration) -> tuple[F.FitConfig, F.SearchSpace]:
+    """The stage's search settings and space for a face model and a calibration (angles over its ranges)."""
+    fcfg = F.FitConfig(
+        budget=cfg.budget,
+        shape_components=min(cfg.shape_components, faces.n_shape),
+        albedo_components=min(cfg.albedo_components, faces.n_albedo),
+        seed=cfg.seed,
+    ).validate()
+    ranges = {f: table[f].range if f in table else render_cfg["ranges"][f] for f in FACTORS}
+    return fcfg, F.SearchSpace(ranges, fcfg.shape_components, fcfg.albedo_components, fcfg.coefficient_bound)
+
+
 def held_out(n: int, seed: int, ranges: dict, n_shape: int, n_albedo: int) -> list[F.Scene]:
     """``n`` scenes: angles uniform over the ranges, every coefficient N(0, 1); a pure function of the seed."""
     rng = np.random.default_rng([int(seed), 0xF17, 1])
@@ -170,14 +182,7 @@ def run_stage(checkpoint: Path, calibration: Path, params: dict, metrics_path: P
     faces = load_face_model(render_cfg["model"])
     for sub in ("results", "plots", "images"):
         check_writable(out / sub, F.FitError)
-    fcfg = F.FitConfig(
-        budget=cfg.budget,
-        shape_components=min(cfg.shape_components, faces.n_shape),
-        albedo_components=min(cfg.albedo_components, faces.n_albedo),
-        seed=cfg.seed,
-    ).validate()
-    ranges = {f: table[f].range if f in table else render_cfg["ranges"][f] for f in FACTORS}
-    space = F.SearchSpace(ranges, fcfg.shape_components, fcfg.albedo_components, fcfg.coefficient_bound)
+    fcfg, space = search_setup(cfg, render_cfg, faces, table)
     truths = held_out(cfg.images, cfg.seed, render_cfg["ranges"], faces.n_shape, faces.n_albedo)
     key = {
         "format": FORMAT,
