@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -106,6 +107,8 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
         "nan.npz": _npz_with(npz, d / "nan.npz", shape_std=lambda s: s * np.nan),
         "garbage.npz": d / "garbage.npz",
         "zero_index.obj": d / "zero_index.obj",
+        "flat_vertices.obj": d / "flat_vertices.obj",
+        "long_header.npz": d / "long_header.npz",
         "huge_header.off": d / "huge_header.off",
         "huge.h5": _huge_h5(d / "huge.h5", "shape/model/mean"),
         "huge_v73.mat": _huge_h5(d / "huge_v73.mat", "shapeMU"),
@@ -133,6 +136,12 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     files["garbage.npz"].write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
     obj = base["obj"].read_text()
     files["zero_index.obj"].write_text(re.sub(r"^f (\d+)", "f 0", obj, count=1, flags=re.M))
+    # Found by the 10,000-file fuzz run: "v" lines of two numbers, and an .npy header over numpy's limit.
+    files["flat_vertices.obj"].write_text(re.sub(r"^v (\S+) (\S+) \S+", r"v \1 \2", obj, flags=re.M))
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }"
+    header += b" " * (15733 - len(header)) + b"\n"
+    with zipfile.ZipFile(files["long_header.npz"], "w") as z:
+        z.writestr("shape_mean.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(8))
     off = base["off"].read_text().splitlines()
     counts = off[1].split()
     files["huge_header.off"].write_text("\n".join([off[0], f"{counts[0]} 1000000000000 0", *off[2:]]) + "\n")
@@ -223,6 +232,8 @@ CASES = [
     ("dcign-faces", "info {landmark_1e400.npz}", "{landmark_1e400.npz}"),
     ("dcign-faces", "info {landmark_deep.npz}", "{landmark_deep.npz}"),
     ("dcign-faces", "info {garbage.npz}", "{garbage.npz}"),
+    ("dcign-faces", "info {flat_vertices.obj}", "vertices must have 3 coordinates"),
+    ("dcign-faces", "info {long_header.npz}", "not a plain .npz archive (Header info length"),
     ("dcign-faces", "info {huge_header.off}", "{huge_header.off}"),
     ("dcign-faces", "info {huge_v73.mat}", "{huge_v73.mat}"),
     ("dcign-faces", "info {flipped.mat}", "{flipped.mat}"),

@@ -88,6 +88,8 @@ def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))))
     if len(verts) == 0:
         raise fail(path, "the mesh has no vertices")
+    if verts.ndim != 2 or verts.shape[1] != 3:  # trimesh keeps what "v" lines hold: 2 or 4 numbers too
+        raise fail(path, f"vertices must have 3 coordinates, got an array of shape {verts.shape}")
     check_finite(path, "vertices", verts)
     tris = as_triangles(path, faces.reshape(-1, 3) if faces.size else np.zeros((0, 3)), len(verts))
     colours = None

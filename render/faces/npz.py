@@ -93,7 +93,8 @@ def load(path: Path) -> MorphableModel:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
     except ValueError as e:
-        raise fail(path, f"not a plain .npz archive ({e})") from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]  # numpy's messages run over lines
+        raise fail(path, f"not a plain .npz archive ({first})") from None
     except Exception as e:
         raise fail(path, f"not a readable .npz archive ({e})") from None
     missing = [k for k in _ARRAY_KEYS if k not in data]
