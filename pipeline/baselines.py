@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline.experiments import ExperimentsError, replace_between
+from pipeline.experiments import ExperimentsError, dig, replace_between
 from render.atomic import atomic_write_bytes
 from render.params import ParamsError, get, load_params
 from render.vocabulary import FACTORS
@@ -60,14 +60,6 @@ class Run:
     seed: int
     metrics: dict  # one model's eval/metrics.json entry, plus the re-render means over the angles
     pixels: dict | None  # the raw-pixel reference of the same evaluation
-
-
-def dig(d: dict, dotted: str):
-    for k in dotted.split("."):
-        if not isinstance(d, dict) or k not in d:
-            return None
-        d = d[k]
-    return d
 
 
 def _read_json(path: Path) -> dict:

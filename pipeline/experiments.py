@@ -66,7 +66,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _dig(d: dict, dotted: str):
+def dig(d: dict, dotted: str):
+    """The value at a dotted path of nested dicts, or None where the path ends early."""
     for key in dotted.split("."):
         if not isinstance(d, dict) or key not in d:
             return None
@@ -167,7 +168,7 @@ def table(runs: dict) -> str:
     for name in sorted(runs):
         r = runs[name]
         cells = [name, *(_fmt(r["params"].get(p)) for p in params)]
-        cells += [_fmt(_dig(r["metrics"].get(model, {}), path)) for _, model, path in HEADLINE]
+        cells += [_fmt(dig(r["metrics"].get(model, {}), path)) for _, model, path in HEADLINE]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -193,7 +194,7 @@ def summary(runs: dict) -> str:
         seeds = ", ".join(str(runs[n]["params"].get("seed")) for n in names)
         cells = [f"{' + '.join(names)} ({seeds})"]
         for _, model, path in HEADLINE:
-            v = [x for n in names if (x := _dig(runs[n]["metrics"].get(model, {}), path)) is not None]
+            v = [x for n in names if (x := dig(runs[n]["metrics"].get(model, {}), path)) is not None]
             cells.append(f"{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}" if len(v) > 1 else _fmt(v[0] if v else None))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -247,7 +248,7 @@ RESULTS_ROWS = (
 def _mean_sd(runs: dict, names: list[str], model: str, path: str | None) -> str:
     if path is None:
         return ""
-    v = [float(x) for n in names if (x := _dig(runs[n]["metrics"].get(model, {}), path)) is not None]
+    v = [float(x) for n in names if (x := dig(runs[n]["metrics"].get(model, {}), path)) is not None]
     if not v:
         return "–"
     digits = 1 if all(x.is_integer() for x in v) else 2 if max(abs(x) for x in v) >= 10 else 3  # counts: 1
@@ -285,7 +286,7 @@ def plot(runs: dict, path: Path) -> None:
     names = sorted(runs)
     fig, axes = plt.subplots(3, 5, figsize=(20, 10), squeeze=False)
     for ax, (label, model, metric) in zip(axes.ravel(), HEADLINE, strict=False):
-        v = [_dig(runs[n]["metrics"].get(model, {}), metric) for n in names]
+        v = [dig(runs[n]["metrics"].get(model, {}), metric) for n in names]
         y = [np.nan if x is None else float(x) for x in v]
         ax.barh(range(len(names)), y, color="tab:blue")
         ax.set_yticks(range(len(names)), names if ax in axes[:, 0] else [""] * len(names), fontsize=7)
