@@ -11,6 +11,13 @@ and parameters) is named with ``--from-record METHOD=MODEL@RUN,RUN,...``; the ta
 
     dcign-baselines table
     dcign-baselines table --from-record dcign=dcign@default-s0,default-s1,default-s2
+
+``sweep`` writes, between ``<!-- sweep:start -->`` / ``<!-- sweep:end -->``, each method's main
+hyper-parameter against the scores: the runs ``baselines/sweep/<name>/`` of params.yaml's
+``baselines.sweep`` beside the method's default-value run ``baselines/<method>-<sweep_seed>/``
+(same seed), and a plot of MIG and recognition against the value.
+
+    dcign-baselines sweep
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import yaml
 
 from pipeline.experiments import ExperimentsError, dig, replace_between
 from render.atomic import atomic_write_bytes
@@ -45,6 +53,16 @@ COLUMNS = (
     ("recog. rank-1", "recognition.{rec}.identification.top1"),
     ("verif. AUC", "recognition.{rec}.verification.auc"),
     ("re-render PSNR (dB)", "rerender.mean_edit_psnr"),
+    ("identity kept", "rerender.mean_edit_identity"),
+)
+SWEEP_PLOT = Path("docs/baselines-sweep.png")
+SWEEP_COLUMNS = (  # the sweep table: the headline columns of COLUMNS
+    ("recon PSNR (dB)", "reconstruction.psnr"),
+    *((f"\\|corr\\| {f[:2] if f != 'light' else 'light'}", f"factors.{f}.abs_pearson") for f in ANGLES),
+    ("MIG (cont.)", "disentanglement.mig_continuous"),
+    ("DCI dis.", "disentanglement.dci_disentanglement"),
+    ("recog. rank-1", "recognition.{rec}.identification.top1"),
+    ("verif. AUC", "recognition.{rec}.verification.auc"),
     ("identity kept", "rerender.mean_edit_identity"),
 )
 SPEED = Path("benchmarks/results/methods.json")  # training images/s per method, side by side in one run
@@ -86,19 +104,20 @@ def _with_derived(model: dict) -> dict:
     return m
 
 
+def _runs_in(d: Path, method: str, seed: int) -> list[Run]:
+    """The one run in ``d`` (``eval/metrics.json`` with a model named and trained as ``method``)."""
+    metrics = _read_json(d / "eval" / "metrics.json")
+    if not isinstance(metrics.get(method), dict):
+        raise BaselinesError(f"{d / 'eval' / 'metrics.json'}: no model named {method!r}")
+    if metrics[method].get("method") != method:
+        got = metrics[method].get("method")
+        raise BaselinesError(f"{d / 'eval' / 'metrics.json'}: model {method!r} was trained as {got!r}")
+    return [Run(str(d), seed, _with_derived(metrics[method]), metrics.get("pixels"))]
+
+
 def runs_from_dir(root: Path, method: str, seeds: list[int]) -> list[Run]:
     """The runs of baselines/dvc.yaml for one method (missing seeds are an error)."""
-    out = []
-    for s in seeds:
-        d = root / f"{method}-{s}"
-        metrics = _read_json(d / "eval" / "metrics.json")
-        if not isinstance(metrics.get(method), dict):
-            raise BaselinesError(f"{d / 'eval' / 'metrics.json'}: no model named {method!r}")
-        if metrics[method].get("method") != method:
-            got = metrics[method].get("method")
-            raise BaselinesError(f"{d / 'eval' / 'metrics.json'}: model {method!r} was trained as {got!r}")
-        out.append(Run(str(d), s, _with_derived(metrics[method]), metrics.get("pixels")))
-    return out
+    return [r for s in seeds for r in _runs_in(root / f"{method}-{s}", method, s)]
 
 
 def runs_from_record(record: dict, record_path: Path, model: str, names: list[str], method: str) -> list[Run]:
@@ -117,6 +136,125 @@ def runs_from_record(record: dict, record_path: Path, model: str, names: list[st
         seed = int(r["params"]["seed"])
         out.append(Run(f"record:{n}", seed, _with_derived(metrics), r["metrics"].get("pixels")))
     return out
+
+
+@dataclass
+class SweepPoint:
+    method: str
+    param: str  # the train.<param> swept
+    value: float
+    default: bool  # the method's default value (its run of the seeds table)
+    run: Run
+
+
+def _trained_with(run_dir: Path, method: str, param: str, value: float, seed: int) -> None:
+    """Check the run's own training record (dvclive/params.yaml) against what the sweep says it is."""
+    path = run_dir / "dvclive" / "params.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselinesError(f"{path}: missing (run `dvc repro baselines/dvc.yaml` first)") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise BaselinesError(f"{path}: not readable YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise BaselinesError(f"{path}: expected a mapping")
+    want = {"method": method, param: value, "seed": seed}
+    for k, v in want.items():
+        got = cfg.get(k)
+        if got != v and not (isinstance(v, float) and isinstance(got, (int, float)) and np.isclose(got, v)):
+            raise BaselinesError(f"{path}: trained with {k}={got!r}, the sweep says {v!r}")
+
+
+def sweep_points(params: dict, runs_dir: Path) -> list[SweepPoint]:
+    """Every run of ``baselines.sweep`` and each swept method's default-value run, method by method."""
+    try:
+        sweep = get(params, "baselines.sweep", dict)
+        seed = get(params, "baselines.sweep_seed", int)
+        methods = get(params, "baselines.methods", list)
+    except ParamsError as e:
+        raise e.as_click() from None
+    points = []
+    for name, entry in sweep.items():
+        if not isinstance(entry, dict) or set(entry) != {"method", "param", "value"}:
+            raise BaselinesError(f"baselines.sweep.{name}: expected {{method, param, value}}")
+        method, param, value = entry["method"], entry["param"], entry["value"]
+        if method not in methods:
+            raise BaselinesError(f"baselines.sweep.{name}: method {method!r} not in baselines.methods")
+        try:
+            get(params, f"train.{param}", (int, float))  # a numeric training parameter
+        except ParamsError as e:
+            raise BaselinesError(f"baselines.sweep.{name}: {e.message}") from None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise BaselinesError(f"baselines.sweep.{name}: value {value!r} is not a number")
+        d = runs_dir / "sweep" / name
+        _trained_with(d, method, param, float(value), seed)
+        (run,) = _runs_in(d, method, seed)
+        points.append(SweepPoint(method, param, float(value), False, run))
+    for method, param in dict.fromkeys((p.method, p.param) for p in points):
+        d = runs_dir / f"{method}-{seed}"
+        default = float(get(params, f"train.{param}", (int, float)))
+        _trained_with(d, method, param, default, seed)
+        (run,) = _runs_in(d, method, seed)
+        points.append(SweepPoint(method, param, default, True, run))
+    order = {m: i for i, m in enumerate(methods)}
+    return sorted(points, key=lambda p: (order[p.method], p.value))
+
+
+def sweep_table(points: list[SweepPoint]) -> str:
+    """One row per (method, value); the default value in bold."""
+    head = ["method", "parameter", "value", *(c for c, _ in SWEEP_COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in points:
+        v = f"{p.value:g}"
+        v = f"**{v}** (default)" if p.default else v
+        cells = [cell(values([p.run], c)) for _, c in SWEEP_COLUMNS]
+        lines.append(f"| `{p.method}` | `train.{p.param}` | {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_plot(points: list[SweepPoint], path: Path, reference: dict[str, list[Run]] | None = None) -> None:
+    """MIG and recognition against value / default (log scale), one line per method.
+
+    ``reference``: rows of the seeds table drawn as a band (mean ± sample std), e.g. the DC-IGN's.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (
+        ("continuous MIG", "disentanglement.mig_continuous"),
+        ("recognition across pose, rank-1", "recognition.{rec}.identification.top1"),
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, (title, c) in zip(axes, panels, strict=True):
+        for method in dict.fromkeys(p.method for p in points):
+            mine = [p for p in points if p.method == method]
+            (default,) = [p.value for p in mine if p.default]
+            x = [p.value / default for p in mine]
+            y = [values([p.run], c)[0] for p in mine]
+            (line,) = ax.plot(x, y, "o-", label=f"{method} ({mine[0].param})")
+            ax.plot([1.0], [y[[p.default for p in mine].index(True)]], "o", ms=10, mfc="none", color=line.get_color())
+        for name, runs in (reference or {}).items():
+            v = values(runs, c)
+            if v:
+                m, sd = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+                ax.axhspan(m - sd, m + sd, color="tab:orange", alpha=0.25)
+                ax.axhline(m, color="tab:orange", lw=1, label=f"{name} (seeds, mean ± sd)")
+        if "recognition" in c:
+            px = [p.run.pixels for p in points if p.run.pixels]
+            top = dig(px[0], "recognition.whole.identification.top1") if px else None
+            if top is not None:
+                ax.axhline(top, color="gray", ls="--", lw=1, label="raw pixels")
+        ax.set_xscale("log")
+        ax.set_xlabel("value / default (the default circled)", fontsize=8)
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def values(runs: list[Run], path: str) -> list[float]:
@@ -275,6 +413,42 @@ def table_cmd(params_path, runs_dir, doc, plot_path, record, from_record, speed_
     atomic_write_bytes(doc, new.encode("utf-8"))
     plot(rows, plot_path)
     click.echo(f"{doc}: table of {len(rows)} methods; {plot_path}")
+
+
+@main.command("sweep")
+@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--runs", "runs_dir", default=RUNS_DIR, show_default=True, type=click.Path(path_type=Path))
+@click.option("--doc", default=DOC, show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--plot", "plot_path", default=SWEEP_PLOT, show_default=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+@click.option("--record", default=RECORD, show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--reference", multiple=True, help="METHOD=MODEL@RUN,RUN,...: a band in the plot from the record.")
+def sweep_cmd(params_path, runs_dir, doc, plot_path, record, reference):
+    """Write each method's hyper-parameter sweep (table and plot) from the sweep runs."""
+    try:
+        params = load_params(params_path)
+    except ParamsError as e:
+        raise e.as_click() from None
+    points = sweep_points(params, runs_dir)
+    if not points:
+        raise BaselinesError(f"{params_path}: baselines.sweep is empty")
+    refs = parse_from_record(reference)
+    rec = _read_json(record) if refs else {}
+    bands = {m: runs_from_record(rec, record, model, names, m) for m, (model, names) in refs.items()}
+    try:
+        text = doc.read_text(encoding="utf-8")
+    except OSError as e:
+        raise BaselinesError(f"{doc}: {e.strerror or e}") from None
+    body = sweep_table(points)
+    body += "\nRuns: " + ", ".join(f"{p.run.name} (seed {p.run.seed})" for p in points) + ".\n"
+    try:
+        new = replace_between(text, "sweep", body)
+    except ExperimentsError as e:
+        raise BaselinesError(f"{doc}: {e.message}") from None
+    atomic_write_bytes(doc, new.encode("utf-8"))
+    sweep_plot(points, plot_path, bands)
+    click.echo(f"{doc}: sweep of {len(points)} runs; {plot_path}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ seed summary (mean ± std of runs that differ only in ``seed``) and a plot of th
     dcign-experiments collect                      # after dvc exp run / dvc queue start
     dcign-experiments report                       # rewrite the table, the summary and the plot
     dcign-experiments seeds                        # print mean ± std over runs that differ only in seed
-    dcign-experiments readme NAME...               # README's results table from the named runs (seeds)
+    dcign-experiments readme NAME...               # README's results and targets tables from the named runs
 """
 
 from __future__ import annotations
@@ -276,6 +276,89 @@ def results_table(runs: dict, names: list[str]) -> str:
     return "\n".join(lines) + note + "). Mean ± sample standard deviation over the runs.*\n"
 
 
+def _bins_min(m: dict) -> float | None:
+    """The smallest margin of the intrinsic group over pixels across the |Δazimuth| bins (rank-1)."""
+    out = []
+    for b in ("delta_000_030", "delta_030_060", "delta_060_090"):
+        mine = dig(m, f"dcign.recognition.intrinsic.identification.{b}.top1")
+        px = dig(m, f"pixels.recognition.whole.identification.{b}.top1")
+        if mine is None or px is None:
+            return None
+        out.append(mine - px)
+    return min(out)
+
+
+def _at(path: str):
+    return lambda m: dig(m, path)
+
+
+def _diff(a: str, b: str, scale: float = 1.0):
+    def f(m: dict) -> float | None:
+        x, y = dig(m, a), dig(m, b)
+        return None if x is None or y is None else x - scale * y
+
+    return f
+
+
+# (target of issue 12, threshold, the measured quantity per run: >= threshold is met)
+TARGETS = (
+    ("active intrinsic latents", 10, _at("dcign.latents.n_active.intrinsic")),
+    ("reconstruction PSNR (test sweeps), dB", 30, _at("dcign.reconstruction.psnr")),
+    ("\\|corr\\| azimuth", 0.95, _at("dcign.factors.azimuth.abs_pearson")),
+    ("\\|corr\\| elevation", 0.90, _at("dcign.factors.elevation.abs_pearson")),
+    ("\\|corr\\| light", 0.95, _at("dcign.factors.light.abs_pearson")),
+    ("continuous MIG", 0.50, _at("dcign.disentanglement.mig_continuous")),
+    (
+        "continuous MIG − 2 × the baseline's",
+        0.0,
+        _diff("dcign.disentanglement.mig_continuous", "baseline.disentanglement.mig_continuous", 2.0),
+    ),
+    (
+        "recognition rank-1: intrinsic group − raw pixels",
+        0.15,
+        _diff("dcign.recognition.intrinsic.identification.top1", "pixels.recognition.whole.identification.top1"),
+    ),
+    ("recognition rank-1: intrinsic − pixels, worst \\|Δazimuth\\| bin", 0.0, _bins_min),
+    (
+        "recognition rank-1: intrinsic group − the baseline's whole code",
+        0.0,
+        _diff("dcign.recognition.intrinsic.identification.top1", "baseline.recognition.whole.identification.top1"),
+    ),
+    (
+        "verification AUC: intrinsic group − raw pixels",
+        0.0,
+        _diff("dcign.recognition.intrinsic.verification.auc", "pixels.recognition.whole.verification.auc"),
+    ),
+    *(
+        row
+        for f in ("azimuth", "elevation", "light")
+        for row in (
+            (
+                f"re-render {f}: edit PSNR − best reference, dB",
+                1.0,
+                lambda m, f=f: dig(m, f"dcign.rerender.{f}.psnr_margin"),
+            ),
+            (f"re-render {f}: identity preserved", 0.8, lambda m, f=f: dig(m, f"dcign.rerender.{f}.edit.identity")),
+        )
+    ),
+)
+
+
+def targets_table(runs: dict, names: list[str]) -> str:
+    """The model study's targets (issue 12) against the mean over the named runs: met or not."""
+    lines = ["| target (mean of the runs) | needed | measured | met |", "|---|---|---|---|"]
+    for label, threshold, measure in TARGETS:
+        v = [float(x) for n in names if (x := measure(runs[n]["metrics"])) is not None]
+        if not v:
+            lines.append(f"| {label} | ≥ {threshold:g} | – | – |")
+            continue
+        digits = 1 if all(x.is_integer() for x in v) else 2 if max(abs(x) for x in v) >= 10 else 3
+        shown = f"{np.mean(v):.{digits}f}" + (f" ± {np.std(v, ddof=1):.{digits}f}" if len(v) > 1 else "")
+        met = "yes" if np.mean(v) >= threshold else "**no**"
+        lines.append(f"| {label} | ≥ {threshold:g} | {shown} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(runs: dict, path: Path) -> None:
     """One panel per headline metric: its value in every experiment."""
     import matplotlib
@@ -354,7 +437,10 @@ def readme_cmd(names, runs_path, readme):
         text = readme.read_text()
     except OSError as e:
         raise ExperimentsError(f"{readme}: cannot read ({e.strerror or e})") from None
-    atomic_write_bytes(readme, replace_between(text, "results", body).encode())
+    text = replace_between(text, "results", body)
+    if "<!-- targets:start -->" in text:  # the study's targets, where README has a place for them
+        text = replace_between(text, "targets", targets_table(runs, list(names)))
+    atomic_write_bytes(readme, text.encode())
     click.echo(f"{readme}: results of {', '.join(names)}")
 
 

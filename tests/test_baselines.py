@@ -8,10 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
+from conftest import sweep_dirs
 from tiny_profile import write_tiny_params
 
 from pipeline import baselines as B
+from render.params import get, load_params
 
 
 def test_cell_is_mean_and_sample_std():
@@ -94,3 +97,60 @@ def test_speed_column_comes_from_the_benchmark_record(tiny_project, tmp_path):
     speed, where = B.load_speed(out)
     assert set(speed) == {"dcign", "factor_vae"} and all(v > 0 for v in speed.values())
     assert json.loads(out.read_text())["date"] in where
+
+
+# --- the hyper-parameter sweep ---------------------------------------------------------------------------
+def _trained_run(tiny_eval, run: Path, *sets: str) -> None:
+    """<run>/dvclive (the trainer's own record, 2 steps) and <run>/eval/metrics.json (the evaluation's)."""
+    from dcign.cli import main as train_cli
+
+    root, _ = tiny_eval
+    args = ["--params", str(root / "params.yaml"), "--out", str(run / "model"), "--live-dir", str(run / "dvclive")]
+    args += ["--no-progress", "--set", "steps=2", "--set", "threads=1"] + [a for s in sets for a in ("--set", s)]
+    args += [a for d in sweep_dirs(root, "train") for a in ("--data", str(d))]
+    r = CliRunner().invoke(train_cli, args)
+    assert r.exit_code == 0, r.output
+    (run / "eval").mkdir(parents=True)
+    shutil.copy(root / "eval" / "metrics.json", run / "eval" / "metrics.json")
+
+
+def _with_baselines(path: Path, section: dict) -> Path:
+    """The tiny profile with exactly this baselines section (merging would keep params.yaml's sweep)."""
+    params = yaml.safe_load(write_tiny_params(path).read_text())
+    params["baselines"] = section
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_sweep_table_lists_every_value_beside_the_default_run(tiny_eval, tmp_path):
+    root, metrics = tiny_eval
+    runs = tmp_path / "baselines"
+    _trained_run(tiny_eval, runs / "dcign-0", "seed=0")
+    _trained_run(tiny_eval, runs / "sweep" / "dcign-inv-3", "seed=0", "invariance=3")
+    _trained_run(tiny_eval, runs / "sweep" / "dcign-inv-0.5", "seed=0", "invariance=0.5")
+    sweep = {
+        "dcign-inv-3": {"method": "dcign", "param": "invariance", "value": 3},
+        "dcign-inv-0.5": {"method": "dcign", "param": "invariance", "value": 0.5},
+    }
+    section = {"methods": ["dcign"], "seeds": [0], "sweep_seed": 0, "sweep": sweep}
+    params = _with_baselines(tmp_path / "params.yaml", section)
+    default = get(load_params(params), "train.invariance", (int, float))
+    doc = tmp_path / "doc.md"
+    doc.write_text("a\n<!-- sweep:start -->\nold\n<!-- sweep:end -->\nb\n")
+    args = ["sweep", "--params", str(params), "--runs", str(runs), "--doc", str(doc), "--plot", str(tmp_path / "s.png")]
+    r = CliRunner().invoke(B.main, args)
+    assert r.exit_code == 0, r.output
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| `dcign` |")]
+    shown = [line.split(" | ")[2] for line in rows]
+    assert shown == sorted(["0.5", "3", f"**{default:g}** (default)"], key=lambda s: float(s.strip("*").split("*")[0]))
+    mig = metrics["dcign"]["disentanglement"]["mig_continuous"]
+    assert all(f"| {mig:.3f} |" in line for line in rows)
+    assert "old" not in doc.read_text() and (tmp_path / "s.png").stat().st_size > 0
+
+    # a run whose own training record disagrees with the sweep is refused with one line
+    sweep["dcign-inv-3"]["value"] = 4
+    _with_baselines(params, section)
+    r = CliRunner().invoke(B.main, args)
+    assert r.exit_code != 0
+    assert "dcign-inv-3/dvclive/params.yaml: trained with invariance=3.0, the sweep says 4.0" in r.output
+    assert len(r.output.strip().splitlines()) == 1

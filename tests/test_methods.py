@@ -227,6 +227,7 @@ def test_baselines_pipeline_trains_every_method_with_the_default_stages_code():
     stages = yaml.safe_load((root / "baselines" / "dvc.yaml").read_text())["stages"]
     default = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
     run = "baselines/${item.method}-${item.seed}"
+    sweep = {name: stages.pop(name)["do"] for name in ("train-sweep", "evaluate-sweep")}
     for name, stage in stages.items():
         assert stage["matrix"] == {"method": "${baselines.methods}", "seed": "${baselines.seeds}"}, name
         assert stage["wdir"] == ".." and f"{run}/" in stage["cmd"]
@@ -234,6 +235,13 @@ def test_baselines_pipeline_trains_every_method_with_the_default_stages_code():
     assert "--set method=${item.method} --set seed=${item.seed}" in stages["train"]["cmd"]
     evaluated = [d for d in default["evaluate"]["deps"] if not d.startswith("models/")]
     assert stages["evaluate"]["deps"] == [*evaluated, f"{run}/model"]
+    # the sweep runs the same code, one run per entry of baselines.sweep, at its own seed
+    assert sweep["train-sweep"]["deps"] == stages["train"]["deps"]
+    assert "--set method=${item.method} --set ${item.param}=${item.value}" in sweep["train-sweep"]["cmd"]
+    assert "--set seed=${baselines.sweep_seed}" in sweep["train-sweep"]["cmd"]
+    assert sweep["evaluate-sweep"]["deps"] == [*evaluated, "baselines/sweep/${key}/model"]
+    for entry in section["sweep"].values():
+        assert entry["method"] in METHODS and isinstance(entry["value"], (int, float))
 
 
 def test_evaluation_scores_every_baseline_without_groups(tiny_project, tmp_path):

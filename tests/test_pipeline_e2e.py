@@ -133,13 +133,21 @@ def test_experiments_record_report_and_readme(project):
     doc = (proj / "doc.md").read_text()
     assert f"| {name} |" in doc and (proj / "p.png").stat().st_size > 0
 
-    (proj / "R.md").write_text("a\n<!-- results:start -->\nold\n<!-- results:end -->\nb\n")
+    (proj / "R.md").write_text(
+        "a\n<!-- results:start -->\nold\n<!-- results:end -->\n<!-- targets:start -->\n<!-- targets:end -->\nb\n"
+    )
     run(cli + ["readme", name, "--runs", "runs.json", "--readme", "R.md"], proj, env)
     text = (proj / "R.md").read_text()
     psnr = workspace["dcign"]["reconstruction"]["psnr"]
     shown = f"{psnr:.2f}" if abs(psnr) >= 10 else f"{psnr:.3f}"  # as results_table rounds
     assert "old" not in text and f"| reconstruction PSNR, dB (test sweeps) | {shown} |" in text
     assert text.startswith("a\n") and text.endswith("b\n")
+    # the study's targets: each the mean of the measured quantity, met when >= the threshold
+    margin = workspace["dcign"]["recognition"]["intrinsic"]["identification"]["top1"]
+    margin -= workspace["pixels"]["recognition"]["whole"]["identification"]["top1"]
+    row = f"| recognition rank-1: intrinsic group − raw pixels | ≥ 0.15 | {margin:.3f} | "
+    assert row + ("yes" if margin >= 0.15 else "**no**") + " |" in text
+    assert f"| reconstruction PSNR (test sweeps), dB | ≥ 30 | {shown} | " in text
 
     # The baselines table can take a method's rows from the record (here both default models of the run).
     params = write_tiny_params(proj / "b.yaml", baselines={"methods": ["dcign", "vae"], "seeds": [0]})
