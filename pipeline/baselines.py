@@ -183,7 +183,7 @@ def sweep_points(params: dict, runs_dir: Path) -> list[SweepPoint]:
         try:
             get(params, f"train.{param}", (int, float))  # a numeric training parameter
         except ParamsError as e:
-            raise BaselinesError(f"baselines.sweep.{name}: {e.message}") from None
+            raise BaselinesError(f"baselines.sweep.{name}: {e}") from None
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise BaselinesError(f"baselines.sweep.{name}: value {value!r} is not a number")
         d = runs_dir / "sweep" / name

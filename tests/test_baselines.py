@@ -154,3 +154,21 @@ def test_sweep_table_lists_every_value_beside_the_default_run(tiny_eval, tmp_pat
     assert r.exit_code != 0
     assert "dcign-inv-3/dvclive/params.yaml: trained with invariance=3.0, the sweep says 4.0" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"method": "beta_vae", "param": "beta"}, r"baselines.sweep.x: expected \{method, param, value\}"),
+        ({"method": "nope", "param": "beta", "value": 2}, "baselines.sweep.x: method 'nope' not in baselines.methods"),
+        ({"method": "beta_vae", "param": "nope", "value": 2}, "baselines.sweep.x: .*train.nope is missing"),
+        ({"method": "beta_vae", "param": "method", "value": 2}, "baselines.sweep.x: .*train.method must be a"),
+        ({"method": "beta_vae", "param": "beta", "value": "2"}, "baselines.sweep.x: value '2' is not a number"),
+    ],
+)
+def test_a_malformed_sweep_entry_is_one_line(entry, message, tmp_path):
+    params = yaml.safe_load(write_tiny_params(tmp_path / "params.yaml").read_text())
+    params["baselines"] = {"methods": ["beta_vae"], "seeds": [0], "sweep_seed": 0, "sweep": {"x": entry}}
+    with pytest.raises(B.BaselinesError, match=message) as e:
+        B.sweep_points(params, tmp_path / "baselines")
+    assert "\n" not in str(e.value)
