@@ -212,6 +212,10 @@ def sweep_table(points: list[SweepPoint]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _default(points: list[SweepPoint], method: str) -> float:
+    return next(p.value for p in points if p.method == method and p.default)
+
+
 def sweep_plot(points: list[SweepPoint], path: Path, reference: dict[str, list[Run]] | None = None) -> None:
     """MIG and recognition against value / default (log scale), one line per method.
 
@@ -239,17 +243,22 @@ def sweep_plot(points: list[SweepPoint], path: Path, reference: dict[str, list[R
             v = values(runs, c)
             if v:
                 m, sd = float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
-                ax.axhspan(m - sd, m + sd, color="tab:orange", alpha=0.25)
-                ax.axhline(m, color="tab:orange", lw=1, label=f"{name} (seeds, mean ± sd)")
+                ax.axhspan(m - sd, m + sd, color="0.85")
+                ax.axhline(m, color="k", lw=1, label=f"{name} (seeds, mean ± sd)")
         if "recognition" in c:
             px = [p.run.pixels for p in points if p.run.pixels]
             top = dig(px[0], "recognition.whole.identification.top1") if px else None
             if top is not None:
                 ax.axhline(top, color="gray", ls="--", lw=1, label="raw pixels")
         ax.set_xscale("log")
+        ratios = [p.value / _default(points, p.method) for p in points]
+        ticks = [2.0**k for k in range(int(np.floor(np.log2(min(ratios)))), int(np.ceil(np.log2(max(ratios)))) + 1)]
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks], fontsize=7)
+        ax.minorticks_off()
         ax.set_xlabel("value / default (the default circled)", fontsize=8)
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7)
+    axes[1].legend(*[x[-2:] for x in axes[1].get_legend_handles_labels()], fontsize=7)  # the references
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
