@@ -80,15 +80,24 @@ class Run:
     pixels: dict | None  # the raw-pixel reference of the same evaluation
 
 
-def _read_json(path: Path) -> dict:
+# how each file a run leaves is parsed: (parser, its errors, what it must hold)
+_FORMATS = {
+    "JSON": (json.loads, json.JSONDecodeError, "a JSON object"),
+    "YAML": (yaml.safe_load, yaml.YAMLError, "a mapping"),
+}
+
+
+def _read_mapping(path: Path, kind: str = "JSON") -> dict:
+    """A run's JSON or YAML file holding one mapping (one-line errors naming the file)."""
+    parse, errors, holds = _FORMATS[kind]
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BaselinesError(f"{path}: missing (run `dvc repro baselines/dvc.yaml` first)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BaselinesError(f"{path}: not readable JSON ({e})") from None
+    except (OSError, UnicodeDecodeError, errors) as e:
+        raise BaselinesError(f"{path}: not readable {kind} ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise BaselinesError(f"{path}: expected a JSON object")
+        raise BaselinesError(f"{path}: expected {holds}")
     return data
 
 
@@ -104,20 +113,20 @@ def _with_derived(model: dict) -> dict:
     return m
 
 
-def _runs_in(d: Path, method: str, seed: int) -> list[Run]:
+def _run_in(d: Path, method: str, seed: int) -> Run:
     """The one run in ``d`` (``eval/metrics.json`` with a model named and trained as ``method``)."""
-    metrics = _read_json(d / "eval" / "metrics.json")
+    metrics = _read_mapping(d / "eval" / "metrics.json")
     if not isinstance(metrics.get(method), dict):
         raise BaselinesError(f"{d / 'eval' / 'metrics.json'}: no model named {method!r}")
     if metrics[method].get("method") != method:
         got = metrics[method].get("method")
         raise BaselinesError(f"{d / 'eval' / 'metrics.json'}: model {method!r} was trained as {got!r}")
-    return [Run(str(d), seed, _with_derived(metrics[method]), metrics.get("pixels"))]
+    return Run(str(d), seed, _with_derived(metrics[method]), metrics.get("pixels"))
 
 
 def runs_from_dir(root: Path, method: str, seeds: list[int]) -> list[Run]:
     """The runs of baselines/dvc.yaml for one method (missing seeds are an error)."""
-    return [r for s in seeds for r in _runs_in(root / f"{method}-{s}", method, s)]
+    return [_run_in(root / f"{method}-{s}", method, s) for s in seeds]
 
 
 def runs_from_record(record: dict, record_path: Path, model: str, names: list[str], method: str) -> list[Run]:
@@ -150,14 +159,7 @@ class SweepPoint:
 def _trained_with(run_dir: Path, method: str, param: str, value: float, seed: int) -> None:
     """Check the run's own training record (dvclive/params.yaml) against what the sweep says it is."""
     path = run_dir / "dvclive" / "params.yaml"
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BaselinesError(f"{path}: missing (run `dvc repro baselines/dvc.yaml` first)") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise BaselinesError(f"{path}: not readable YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise BaselinesError(f"{path}: expected a mapping")
+    cfg = _read_mapping(path, "YAML")
     want = {"method": method, param: value, "seed": seed}
     for k, v in want.items():
         got = cfg.get(k)
@@ -188,13 +190,13 @@ def sweep_points(params: dict, runs_dir: Path) -> list[SweepPoint]:
             raise BaselinesError(f"baselines.sweep.{name}: value {value!r} is not a number")
         d = runs_dir / "sweep" / name
         _trained_with(d, method, param, float(value), seed)
-        (run,) = _runs_in(d, method, seed)
+        run = _run_in(d, method, seed)
         points.append(SweepPoint(method, param, float(value), False, run))
     for method, param in dict.fromkeys((p.method, p.param) for p in points):
         d = runs_dir / f"{method}-{seed}"
         default = float(get(params, f"train.{param}", (int, float)))
         _trained_with(d, method, param, default, seed)
-        (run,) = _runs_in(d, method, seed)
+        run = _run_in(d, method, seed)
         points.append(SweepPoint(method, param, default, True, run))
     order = {m: i for i, m in enumerate(methods)}
     return sorted(points, key=lambda p: (order[p.method], p.value))
@@ -310,7 +312,7 @@ def table(rows: dict[str, list[Run]], speed: dict[str, float] | None = None) -> 
 
 def load_speed(path: Path) -> tuple[dict[str, float], str]:
     """images/s per method from benchmarks/methods.py's JSON, and a line saying where and when."""
-    rec = _read_json(path)
+    rec = _read_mapping(path)
     try:
         speed = {r["method"]: float(r["images_per_s"]) for r in rec["results"]["rows"]}
         where = f"{rec['machine']['cpu']}, {rec['settings']['threads']} threads, {rec['date']}"
@@ -398,7 +400,7 @@ def table_cmd(params_path, runs_dir, doc, plot_path, record, from_record, speed_
     unknown = sorted(set(recorded) - set(methods))
     if unknown:
         raise BaselinesError(f"--from-record: {', '.join(unknown)} not in baselines.methods of {params_path}")
-    rec = _read_json(record) if recorded else {}
+    rec = _read_mapping(record) if recorded else {}
     rows = {}
     for m in methods:
         if m in recorded:
@@ -443,7 +445,7 @@ def sweep_cmd(params_path, runs_dir, doc, plot_path, record, reference):
     if not points:
         raise BaselinesError(f"{params_path}: baselines.sweep is empty")
     refs = parse_from_record(reference)
-    rec = _read_json(record) if refs else {}
+    rec = _read_mapping(record) if refs else {}
     bands = {m: runs_from_record(rec, record, model, names, m) for m, (model, names) in refs.items()}
     try:
         text = doc.read_text(encoding="utf-8")
