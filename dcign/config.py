@@ -52,12 +52,12 @@ class ModelConfig:
     z_azimuth: int = 1  # latents in the azimuth group (first in the code)
     z_elevation: int = 1  # then elevation
     z_light: int = 1  # then light azimuth; the rest is the intrinsic group
-    recon: str = "bernoulli"  # likelihood: bernoulli (BCE summed over pixels, as the paper's code) or gaussian
+    recon: str = "gaussian"  # likelihood: gaussian (sigma below) or bernoulli (BCE summed over pixels, as the paper's code)
     gaussian_std: float = 0.1  # fixed sigma of the gaussian likelihood (unused for bernoulli)
     init_std: float = 0.01  # linear weights ~ N(0, init_std) as in the paper; 0 keeps PyTorch's default
-    conv_init: str = "default"  # conv weights: default (PyTorch's, as Torch7's) or he (Kaiming normal for ReLU)
-    norm: str = "none"  # none (the paper) or group: GroupNorm after every hidden conv
-    norm_groups: int = 8  # groups of the GroupNorm (at most the channels)
+    conv_init: str = "he"  # conv weights: he (Kaiming normal for ReLU) or default (PyTorch's, as Torch7's: the paper)
+    norm: str = "group"  # group: GroupNorm after every hidden conv, or none (the paper)
+    norm_groups: int = 8  # groups of the GroupNorm: a layer of c < 8 channels gets c; must divide every filter count
 
     @property
     def feature_size(self) -> int:
@@ -106,6 +106,10 @@ class ModelConfig:
         _choice("conv_init", self.conv_init, ("default", "he"))
         _choice("norm", self.norm, ("none", "group"))
         _positive_int("norm_groups", self.norm_groups)
+        if self.norm == "group":  # a layer of c channels gets min(norm_groups, c) groups, which must divide c
+            for f in self.filters:
+                if f % min(self.norm_groups, f):
+                    raise ConfigError(f"norm_groups ({self.norm_groups}) must divide every filter count, not {f}")
         return self
 
     def to_dict(self) -> dict:

@@ -44,6 +44,10 @@ def test_overrides():
         ),
         ({"entangled": True}, "unknown parameter train.entangled"),
         ({"norm": "batch"}, "train.norm must be one of none, group, got 'batch'"),
+        (
+            {"norm": "group", "norm_groups": 8, "filters": [32, 20]},
+            "train.norm_groups (8) must divide every filter count, not 20",
+        ),
         ({"filters": [32, 0]}, "train.filters must be a positive integer, got 0"),
         ({"filters": []}, "train.filters must be a non-empty list"),
         ({"lr": 0}, "train.lr must be a positive number, got 0"),

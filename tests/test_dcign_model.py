@@ -61,7 +61,7 @@ def test_clamp_forward_and_gradient():
 def test_clamp_equals_mean_replacement_plus_penalty():
     """Model gradients equal those of: decode(where(inactive, stop_grad(mean), z)) + lambda/2 ||z - mean||^2."""
     torch.manual_seed(0)
-    model = DCIGN(ModelConfig(resolution=16, **TINY))
+    model = DCIGN(ModelConfig(resolution=16, recon="bernoulli", **TINY))
     x, eps, lam = torch.rand(6, 1, 16, 16), torch.randn(6, 8), 0.05
 
     out = model(x, active="azimuth", invariance=lam, eps=eps)
@@ -101,7 +101,7 @@ def test_linear_init_std():
 
 def test_loss_terms():
     torch.manual_seed(0)
-    model = DCIGN(ModelConfig(resolution=16, **TINY))
+    model = DCIGN(ModelConfig(resolution=16, recon="bernoulli", **TINY))
     x = torch.rand(4, 1, 16, 16)
     out = model(x, active=None)
     t = loss_terms(model, out, x, None)

@@ -274,8 +274,9 @@ def test_unwritable_out_and_missing_data(data, tmp_path):
         {"kl_clamped": True},
         {"precision": "bf16"},
         {"batches_per_step": 2, "optimizer": "rmsprop"},
-        {"channels_last": False, "model": ModelConfig(filters=(4, 4), latent=8, recon="gaussian")},
-        {"model": ModelConfig(filters=(4, 4, 4), latent=8, norm="group", norm_groups=2, conv_init="he")},
+        {"channels_last": False, "model": ModelConfig(filters=(4, 4), latent=8, recon="bernoulli")},
+        {"model": ModelConfig(filters=(4, 4, 4), latent=8, norm="none", conv_init="default")},  # the paper's network
+        {"model": ModelConfig(filters=(4, 4, 4), latent=8, norm_groups=2)},
     ],
 )
 def test_variants_train(data, tmp_path, change):
