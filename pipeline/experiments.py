@@ -11,6 +11,7 @@ seed summary (mean ± std of runs that differ only in ``seed``) and a plot of th
     dcign-experiments report                       # rewrite the table, the summary and the plot
     dcign-experiments seeds                        # print mean ± std over runs that differ only in seed
     dcign-experiments readme NAME...               # README's results and targets tables from the named runs
+    dcign-experiments compare eval/metrics.json NAME...   # one evaluation against the named runs' spread
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from scipy import stats
 
 from render.atomic import atomic_write_bytes, atomic_write_json
 
@@ -306,6 +308,43 @@ def results_table(runs: dict, names: list[str]) -> str:
     return "\n".join(lines) + note + "). Mean ± sample standard deviation over the runs.*\n"
 
 
+def compare_table(metrics: dict, runs: dict, names: list[str]) -> tuple[str, int, int]:
+    """Each figure of README's results table in one evaluation (an ``eval/metrics.json``) against the named
+    runs (seeds of one setting): its value, their mean ± sample std s, how many s it lies from their mean,
+    and p, the chance that one more run lands at least this far from the mean.
+
+    p is the two-sided prediction p-value of a new draw from the runs' normal distribution: with n runs,
+    (x − mean) / (s·sqrt(1 + 1/n)) follows Student's t with n − 1 degrees of freedom. With three runs a
+    further run lies beyond 2 s about one time in five by chance alone, so the distance in s is no test.
+
+    Returns (markdown table, figures with p >= 0.05, figures compared). A figure the runs agree on
+    exactly (s = 0) has p 1 when equal to them, else 0."""
+    missing = [n for n in names if n not in runs]
+    if missing:
+        raise ExperimentsError(f"not in the record: {', '.join(missing)}")
+    if len(names) < 2:
+        raise ExperimentsError("compare needs at least two runs (a spread)")
+    lines = ["| metric | model | this evaluation | the runs | s from their mean | p |", "|---|---|---|---|---|---|"]
+    n_ok = n_all = 0
+    for label, *paths in RESULTS_ROWS:
+        for model, path in zip(("dcign", "baseline", "pixels"), paths, strict=True):
+            here = None if path is None else dig(metrics.get(model, {}), path)
+            v = [float(x) for n in names if path and (x := dig(runs[n]["metrics"].get(model, {}), path)) is not None]
+            if here is None or len(v) < 2:
+                continue
+            mean, sd = float(np.mean(v)), float(np.std(v, ddof=1))
+            if sd > 0:
+                z = (float(here) - mean) / sd
+                p = float(2 * stats.t.sf(abs(z) / np.sqrt(1 + 1 / len(v)), df=len(v) - 1))
+            else:
+                z, p = (0.0, 1.0) if float(here) == mean else (float("inf"), 0.0)
+            n_all += 1
+            n_ok += p >= 0.05
+            cells = f"{float(here):.3f} | {_mean_sd(runs, names, model, path)} | {z:+.1f} | {p:.2f}"
+            lines.append(f"| {label} | {model} | {cells}{'' if p >= 0.05 else ' **< 0.05**'} |")
+    return "\n".join(lines) + "\n", n_ok, n_all
+
+
 def _bins_min(m: dict) -> float | None:
     """The smallest margin of the intrinsic group over pixels across the |Δazimuth| bins (rank-1)."""
     out = []
@@ -472,6 +511,25 @@ def readme_cmd(names, runs_path, readme):
         text = replace_between(text, "targets", targets_table(runs, list(names)))
     atomic_write_bytes(readme, text.encode())
     click.echo(f"{readme}: results of {', '.join(names)}")
+
+
+@main.command("compare")
+@click.argument("metrics_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("names", nargs=-1, required=True)
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+def compare_cmd(metrics_file, names, runs_path):
+    """Print how far one evaluation (e.g. eval/metrics.json of a fresh `dvc repro`) lies from the named runs'
+    mean, figure by figure of README's results table, in the runs' standard deviations."""
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except (OSError, ValueError) as e:
+        raise ExperimentsError(
+            f"{metrics_file}: not a readable metrics file ({getattr(e, 'strerror', None) or e})"
+        ) from None
+    if not isinstance(metrics, dict) or "dcign" not in metrics:
+        raise ExperimentsError(f"{metrics_file}: no 'dcign' section (write it with dcign-evaluate)")
+    body, n_ok, n_all = compare_table(metrics, load_runs(runs_path), list(names))
+    click.echo(body + f"\n{n_ok} of {n_all} figures where one more run of {', '.join(names)} would be (p >= 0.05)")
 
 
 @main.command("seeds")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+from click.testing import CliRunner
+
 from pipeline import experiments as E
 
 RECORD = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "runs.json"
@@ -29,3 +32,47 @@ def test_a_run_recorded_before_a_param_existed_groups_with_its_seeds(tmp_path):
     # a real difference still separates them
     runs["b-old"]["params"]["train.lr_schedule"] = "cosine"
     assert E.seed_groups(runs) == {}
+
+
+SEEDS = ["c05-c04-inv10", "c05-s1", "c05-s2"]  # the default's three seeds in the record
+
+
+def test_compare_a_member_of_the_runs_is_always_where_one_more_run_would_be():
+    """One of n runs lies at most (n - 1) / sqrt(n) sample stds from their mean, so its prediction p is at
+    least 2 * t.sf(1, n - 1) (0.42 for three runs): every figure passes."""
+    runs = E.load_runs(RECORD)
+    body, ok, n = E.compare_table(runs["c05-s1"]["metrics"], runs, SEEDS)
+    assert n == ok and n >= 30
+    assert "**< 0.05**" not in body
+
+
+def test_compare_p_value_is_the_t_prediction_p_value():
+    """A figure 2 * sqrt(1 + 1/3) stds from the mean of three runs has t = 2 on 2 degrees of freedom:
+    p = 1 - 2 / sqrt(6) (the closed form of Student's t with 2 df); one 40 stds away is flagged."""
+    runs = E.load_runs(RECORD)
+    mig = [E.dig(runs[n]["metrics"]["dcign"], "disentanglement.mig_continuous") for n in SEEDS]
+    mean, sd = float(np.mean(mig)), float(np.std(mig, ddof=1))
+    metrics = json.loads(json.dumps(runs["c05-s1"]["metrics"]))
+    metrics["dcign"]["disentanglement"]["mig_continuous"] = mean + 2 * np.sqrt(4 / 3) * sd
+    body, ok, n = E.compare_table(metrics, runs, SEEDS)
+    row = next(line for line in body.splitlines() if line.startswith("| continuous MIG | dcign |"))
+    assert row.endswith(f"| +2.3 | {1 - 2 / np.sqrt(6):.2f} |") and ok == n
+    metrics["dcign"]["disentanglement"]["mig_continuous"] = mean + 40 * sd
+    body, ok, n = E.compare_table(metrics, runs, SEEDS)
+    assert ok == n - 1 and "| continuous MIG | dcign |" in body.split("**< 0.05**")[0].splitlines()[-1]
+
+
+def test_compare_command_errors_are_one_line(tmp_path):
+    bad = tmp_path / "metrics.json"
+    bad.write_text("{not json")
+    r = CliRunner().invoke(E.main, ["compare", str(bad), *SEEDS, "--runs", str(RECORD)])
+    assert r.exit_code == 1 and r.output.startswith(f"Error: {bad}: not a readable metrics file")
+    bad.write_text(json.dumps({"baseline": {}}))
+    r = CliRunner().invoke(E.main, ["compare", str(bad), *SEEDS, "--runs", str(RECORD)])
+    assert r.exit_code == 1 and "no 'dcign' section" in r.output and len(r.output.strip().splitlines()) == 1
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(json.loads(RECORD.read_text())["c05-s2"]["metrics"]))
+    r = CliRunner().invoke(E.main, ["compare", str(good), "c05-s1", "nope", "--runs", str(RECORD)])
+    assert r.exit_code == 1 and r.output.strip() == "Error: not in the record: nope"
+    r = CliRunner().invoke(E.main, ["compare", str(good), *SEEDS, "--runs", str(RECORD)])
+    assert r.exit_code == 0 and r.output.rstrip().endswith("would be (p >= 0.05)")
