@@ -52,7 +52,7 @@ class ModelConfig:
     z_azimuth: int = 1  # latents in the azimuth group (first in the code)
     z_elevation: int = 1  # then elevation
     z_light: int = 1  # then light azimuth; the rest is the intrinsic group
-    recon: str = "gaussian"  # likelihood: gaussian (sigma below) or bernoulli (BCE summed over pixels, as the paper's code)
+    recon: str = "gaussian"  # likelihood: gaussian (sigma below) or bernoulli (BCE summed over pixels: the paper)
     gaussian_std: float = 0.1  # fixed sigma of the gaussian likelihood (unused for bernoulli)
     init_std: float = 0.01  # linear weights ~ N(0, init_std) as in the paper; 0 keeps PyTorch's default
     conv_init: str = "he"  # conv weights: he (Kaiming normal for ReLU) or default (PyTorch's, as Torch7's: the paper)
