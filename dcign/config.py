@@ -59,6 +59,10 @@ class ModelConfig:
     norm: str = "group"  # group: GroupNorm after every hidden conv, or none (the paper)
     norm_groups: int = 8  # groups of the GroupNorm: a layer of c < 8 channels gets c; must divide every filter count
 
+    def norm_groups_for(self, channels: int) -> int:
+        """GroupNorm groups of a layer with this many channels: norm_groups, or one per channel when fewer."""
+        return min(self.norm_groups, channels)
+
     @property
     def feature_size(self) -> int:
         """Side of the encoder's last feature map (same-padded convs, floor pooling)."""
@@ -106,9 +110,9 @@ class ModelConfig:
         _choice("conv_init", self.conv_init, ("default", "he"))
         _choice("norm", self.norm, ("none", "group"))
         _positive_int("norm_groups", self.norm_groups)
-        if self.norm == "group":  # a layer of c channels gets min(norm_groups, c) groups, which must divide c
+        if self.norm == "group":  # GroupNorm needs its groups to divide the channels of every layer
             for f in self.filters:
-                if f % min(self.norm_groups, f):
+                if f % self.norm_groups_for(f):
                     raise ConfigError(f"norm_groups ({self.norm_groups}) must divide every filter count, not {f}")
         return self
 

@@ -23,7 +23,7 @@ def _conv_block(cfg: ModelConfig, c_in: int, c_out: int, k: int) -> list[nn.Modu
     """conv k x k "same" (-> GroupNorm when cfg.norm == "group") -> ReLU."""
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, padding=k // 2)]
     if cfg.norm == "group":  # per-image statistics: a sweep batch's shared face leaves them unchanged
-        layers.append(nn.GroupNorm(min(cfg.norm_groups, c_out), c_out))
+        layers.append(nn.GroupNorm(cfg.norm_groups_for(c_out), c_out))
     return [*layers, nn.ReLU()]
 
 

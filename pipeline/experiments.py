@@ -277,10 +277,21 @@ RESULTS_ROWS = (
 )
 
 
+def _require(runs: dict, names: list[str]) -> None:
+    missing = [n for n in names if n not in runs]
+    if missing:
+        raise ExperimentsError(f"not in the record: {', '.join(missing)}")
+
+
+def _values(runs: dict, names: list[str], model: str, path: str) -> list[float]:
+    """The named runs' values of one metric of one model, skipping runs that lack it."""
+    return [float(x) for n in names if (x := dig(runs[n]["metrics"].get(model, {}), path)) is not None]
+
+
 def _mean_sd(runs: dict, names: list[str], model: str, path: str | None) -> str:
     if path is None:
         return ""
-    v = [float(x) for n in names if (x := dig(runs[n]["metrics"].get(model, {}), path)) is not None]
+    v = _values(runs, names, model, path)
     if not v:
         return "–"
     digits = 1 if all(x.is_integer() for x in v) else 2 if max(abs(x) for x in v) >= 10 else 3  # counts: 1
@@ -291,9 +302,7 @@ def _mean_sd(runs: dict, names: list[str], model: str, path: str | None) -> str:
 
 def results_table(runs: dict, names: list[str]) -> str:
     """README's results: mean ± sample std over the named runs (seeds) for the DC-IGN, the baseline and pixels."""
-    missing = [n for n in names if n not in runs]
-    if missing:
-        raise ExperimentsError(f"not in the record: {', '.join(missing)}")
+    _require(runs, names)
     lines = ["| metric | DC-IGN | entangled VAE | raw pixels |", "|---|---|---|---|"]
     for label, d, b, px in RESULTS_ROWS:
         cells = (_mean_sd(runs, names, m, path) for m, path in (("dcign", d), ("baseline", b), ("pixels", px)))
@@ -319,18 +328,17 @@ def compare_table(metrics: dict, runs: dict, names: list[str]) -> tuple[str, int
 
     Returns (markdown table, figures with p >= 0.05, figures compared). A figure the runs agree on
     exactly (s = 0) has p 1 when equal to them, else 0."""
-    missing = [n for n in names if n not in runs]
-    if missing:
-        raise ExperimentsError(f"not in the record: {', '.join(missing)}")
+    _require(runs, names)
     if len(names) < 2:
         raise ExperimentsError("compare needs at least two runs (a spread)")
     lines = ["| metric | model | this evaluation | the runs | s from their mean | p |", "|---|---|---|---|---|---|"]
     n_ok = n_all = 0
     for label, *paths in RESULTS_ROWS:
         for model, path in zip(("dcign", "baseline", "pixels"), paths, strict=True):
-            here = None if path is None else dig(metrics.get(model, {}), path)
-            v = [float(x) for n in names if path and (x := dig(runs[n]["metrics"].get(model, {}), path)) is not None]
-            if here is None or len(v) < 2:
+            if path is None or (here := dig(metrics.get(model, {}), path)) is None:
+                continue
+            v = _values(runs, names, model, path)
+            if len(v) < 2:
                 continue
             mean, sd = float(np.mean(v)), float(np.std(v, ddof=1))
             if sd > 0:
