@@ -292,7 +292,9 @@ def test_a_bad_upload_and_a_bad_checkpoint_get_messages_and_the_page_keeps_servi
     page.wait(lambda: "not an image" in page.message(), "the upload's message")
     assert page.message() == "upload notes.png: not an image OpenCV can decode"
     page.click("another-checkpoint")
-    page.driver.find_element(By.CSS_SELECTOR, "#checkpoint-path textarea").send_keys(str(tmp_path / "nowhere"))
+    path_box = "#checkpoint-path textarea"  # shown by the click's page update, not at once
+    page.wait(lambda: page.driver.find_elements(By.CSS_SELECTOR, path_box), "the checkpoint path box")
+    page.driver.find_element(By.CSS_SELECTOR, path_box).send_keys(str(tmp_path / "nowhere"))
     page.click("load-checkpoint")
     page.wait(lambda: "cannot read checkpoint" in page.message(), "the checkpoint's message")
     assert page.message().startswith(f"{tmp_path / 'nowhere'}: cannot read checkpoint")
