@@ -47,7 +47,7 @@ class ModelConfig:
     channels: int = 1  # image channels (greyscale)
     filters: tuple[int, ...] = (32, 32, 32)  # encoder conv filters, one 2x2 max-pool each; paper 96, 64, 32
     enc_kernel: int = 5  # encoder conv kernel (paper 5x5)
-    dec_kernel: int = 7  # decoder conv kernel (paper 7x7)
+    dec_kernel: int = 7  # decoder conv kernel, odd (paper 7x7)
     latent: int = 32  # latent dimensions (paper 200)
     z_azimuth: int = 1  # latents in the azimuth group (first in the code)
     z_elevation: int = 1  # then elevation
@@ -94,6 +94,8 @@ class ModelConfig:
             _positive_int(name, getattr(self, name))
         for name in ("z_azimuth", "z_elevation", "z_light"):
             _nonneg_int(name, getattr(self, name))
+        if self.dec_kernel % 2 == 0:  # "same" padding k // 2 keeps the size only for odd k
+            raise ConfigError(f"dec_kernel must be odd, got {self.dec_kernel}")
         if not isinstance(self.filters, tuple) or not self.filters:
             raise ConfigError(f"filters must be a non-empty list of positive integers, got {self.filters!r}")
         for f in self.filters:

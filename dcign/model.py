@@ -3,7 +3,9 @@
 Encoder: len(filters) x (conv k x k "same" -> ReLU -> 2x2 max-pool), then one linear layer to
 the mean and log-variance of the code. Decoder: linear back to the last feature map, then
 len(filters) x (nearest-neighbour upsample x2 -> conv 7x7 -> ReLU) mirroring the encoder, then a
-7x7 conv to the image. The decoder returns logits; ``decode`` applies the sigmoid.
+7x7 conv to the image. The decoder returns logits; ``decode`` applies the sigmoid. Each upsample
+and the conv after it run as one transposed convolution (``UpsampleConv2d``): the same function
+and parameters, a third of the multiply-adds.
 """
 
 from __future__ import annotations
@@ -19,9 +21,29 @@ from dcign.config import GROUPS, ModelConfig
 from dcign.objectives import ada_gvae_posteriors
 
 
-def _conv_block(cfg: ModelConfig, c_in: int, c_out: int, k: int) -> list[nn.Module]:
-    """conv k x k "same" (-> GroupNorm when cfg.norm == "group") -> ReLU."""
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, padding=k // 2)]
+class UpsampleConv2d(nn.Conv2d):
+    """Nearest-neighbour x2 upsampling, then a k x k "same" convolution (k odd), as one op.
+
+    On the upsampled map each output pixel's k x k window reads only 4 x 4 input pixels (k = 7),
+    most of them twice. Summing the taps that read the same input pixel folds the k x k kernel
+    into a (k+1) x (k+1) kernel of a stride-2 transposed convolution: the same function and the
+    same parameters (``weight`` is the k x k conv's), about a third of the multiply-adds at k = 7.
+    """
+
+    def __init__(self, c_in: int, c_out: int, k: int):
+        super().__init__(c_in, c_out, k, padding=k // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = F.pad(self.weight.flip(-2, -1), (1, 1, 1, 1))  # (C_out, C_in, k+2, k+2), flipped: conv -> transposed conv
+        w = g[..., 1:, 1:] + g[..., :-1, 1:] + g[..., 1:, :-1] + g[..., :-1, :-1]  # (C_out, C_in, k+1, k+1)
+        # (N, C_in, H, W) -> (N, C_out, 2H, 2W)
+        return F.conv_transpose2d(x, w.transpose(0, 1), self.bias, stride=2, padding=self.padding[0])
+
+
+def _conv_block(cfg: ModelConfig, c_in: int, c_out: int, k: int, upsample: bool = False) -> list[nn.Module]:
+    """(upsample x2 ->) conv k x k "same" (-> GroupNorm when cfg.norm == "group") -> ReLU."""
+    conv = UpsampleConv2d(c_in, c_out, k) if upsample else nn.Conv2d(c_in, c_out, k, padding=k // 2)
+    layers: list[nn.Module] = [conv]
     if cfg.norm == "group":  # per-image statistics: a sweep batch's shared face leaves them unchanged
         layers.append(nn.GroupNorm(cfg.norm_groups_for(c_out), c_out))
     return [*layers, nn.ReLU()]
@@ -53,7 +75,7 @@ class Decoder(nn.Module):
         outs = [*reversed(cfg.filters[:-1]), cfg.filters[0]]
         layers, c, k = [], cfg.filters[-1], cfg.dec_kernel
         for f in outs:
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), *_conv_block(cfg, c, f, k)]
+            layers += _conv_block(cfg, c, f, k, upsample=True)
             c = f
         self.ups = nn.Sequential(*layers)
         self.out = nn.Conv2d(c, cfg.channels, k, padding=k // 2)

@@ -48,6 +48,7 @@ def test_overrides():
             {"norm": "group", "norm_groups": 8, "filters": [32, 20]},
             "train.norm_groups (8) must divide every filter count, not 20",
         ),
+        ({"dec_kernel": 6}, "train.dec_kernel must be odd, got 6"),
         ({"filters": [32, 0]}, "train.filters must be a positive integer, got 0"),
         ({"filters": []}, "train.filters must be a non-empty list"),
         ({"lr": 0}, "train.lr must be a positive number, got 0"),

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from dcign.clamp import clamp_to_batch_mean, invariance_penalty
 from dcign.config import ConfigError, ModelConfig
-from dcign.model import DCIGN, loss_terms
+from dcign.model import DCIGN, UpsampleConv2d, loss_terms
 
 TINY = dict(filters=(4, 4, 4), latent=8)
 
@@ -23,6 +23,24 @@ def test_shapes_at_any_resolution(resolution, feature):
     assert out.logits.shape == x.shape and out.z.shape == (3, 6)
     img = model.decode(mu)
     assert img.shape == x.shape and img.min() >= 0 and img.max() <= 1
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("side", [1, 4, 9])
+def test_upsample_conv_equals_nearest_upsampling_then_the_same_conv(k, side):
+    torch.manual_seed(0)
+    layer = UpsampleConv2d(3, 5, k).double()
+    x = torch.randn(2, 3, side, side, dtype=torch.float64, requires_grad=True)
+    fused = layer(x)
+    reference = F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), layer.weight, layer.bias, padding=k // 2)
+    assert fused.shape == reference.shape == (2, 5, 2 * side, 2 * side)
+    torch.testing.assert_close(fused, reference, rtol=1e-12, atol=1e-12)
+    # The same function of the same parameters: equal gradients too.
+    g = torch.randn_like(fused)
+    grads = torch.autograd.grad(fused, (x, layer.weight, layer.bias), g)
+    ref_grads = torch.autograd.grad(reference, (x, layer.weight, layer.bias), g)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_groups_and_clamp_mask():

@@ -234,6 +234,14 @@ def test_dci_constant_factor_gets_no_importance():
     assert dci(codes[:200], y[:200], codes[200:], y[200:], **GBT) == out  # deterministic given the seed
 
 
+def test_dci_in_parallel_equals_dci_in_series():
+    codes, y = _labelled_codes(600, (5, 4, 6), n_noise=3)
+    codes[:, :3] += 0.5 * np.random.default_rng(2).standard_normal((600, 3))
+    y[:, 1] = 3  # a constant factor in the parallel path too
+    series = dci(codes[:300], y[:300], codes[300:], y[300:], **GBT)
+    assert dci(codes[:300], y[:300], codes[300:], y[300:], n_jobs=2, **GBT) == series
+
+
 def test_dci_from_importance_hand_computed():
     dis, com, per_code, per_factor = dci_from_importance(np.eye(3))
     assert dis == pytest.approx(1.0, abs=1e-8) and com == pytest.approx(1.0, abs=1e-8)

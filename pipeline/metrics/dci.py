@@ -35,6 +35,7 @@ linear correlation with ``v`` on a symmetric grid).
 from __future__ import annotations
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.ensemble import GradientBoostingClassifier
 
 from .utils import as_2d
@@ -108,6 +109,16 @@ def dci_from_importance(importance: np.ndarray) -> tuple[float, float, np.ndarra
     return float(np.sum(per_code * code_weight)), float(np.sum(per_factor * factor_weight)), per_code, per_factor
 
 
+def _fit_factor_gbt(xtr, y, xte, yte, seed: int, n_estimators: int) -> tuple[np.ndarray, float, float]:
+    """One factor's classifier: (importances (D,), train accuracy, test accuracy)."""
+    if np.unique(y).size < 2:
+        return np.zeros(xtr.shape[1]), 1.0, float(np.mean(yte == y[0])) if len(yte) else np.nan
+    model = GradientBoostingClassifier(random_state=seed, n_estimators=n_estimators)
+    model.fit(xtr, y)
+    acc_test = np.mean(model.predict(xte) == yte) if len(yte) else np.nan
+    return np.abs(model.feature_importances_), float(np.mean(model.predict(xtr) == y)), float(acc_test)
+
+
 def importance_matrix_gbt(
     codes_train: np.ndarray,
     factors_train: np.ndarray,
@@ -115,26 +126,22 @@ def importance_matrix_gbt(
     factors_test: np.ndarray,
     seed: int = 0,
     n_estimators: int = 100,
+    n_jobs: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradient-boosted-tree importances ``(D, K)`` and train / test accuracy ``(K,)`` per factor.
 
     A factor with a single value in the training split cannot be classified: its importance column
-    is zero and it is predicted as that value.
+    is zero and it is predicted as that value. ``n_jobs`` factors are fit at once, in threads (the
+    tree builder releases the GIL); each fit is independent, so the result does not depend on it.
     """
     xtr, ytr, xte, yte = _check_split(codes_train, factors_train, codes_test, factors_test, factor_dtype=None)
-    d, k = xtr.shape[1], ytr.shape[1]
-    importance = np.zeros((d, k))
-    acc_train, acc_test = np.zeros(k), np.zeros(k)
-    for f in range(k):
-        if np.unique(ytr[:, f]).size < 2:
-            acc_train[f] = 1.0
-            acc_test[f] = float(np.mean(yte[:, f] == ytr[0, f])) if len(yte) else np.nan
-            continue
-        model = GradientBoostingClassifier(random_state=seed, n_estimators=n_estimators)
-        model.fit(xtr, ytr[:, f])
-        importance[:, f] = np.abs(model.feature_importances_)
-        acc_train[f] = np.mean(model.predict(xtr) == ytr[:, f])
-        acc_test[f] = np.mean(model.predict(xte) == yte[:, f]) if len(yte) else np.nan
+    k = ytr.shape[1]
+    fits = Parallel(n_jobs=n_jobs, backend="threading")(
+        delayed(_fit_factor_gbt)(xtr, ytr[:, f], xte, yte[:, f], seed, n_estimators) for f in range(k)
+    )
+    importance = np.stack([imp for imp, _, _ in fits], axis=1)  # (D, K)
+    acc_train = np.array([a for _, a, _ in fits])
+    acc_test = np.array([a for _, _, a in fits])
     return importance, acc_train, acc_test
 
 
@@ -145,6 +152,7 @@ def dci(
     factors_test: np.ndarray,
     seed: int = 0,
     n_estimators: int = 100,
+    n_jobs: int = 1,
 ) -> dict:
     """DCI with gradient-boosted-tree importances, as disentanglement_lib (the standard; see the module docstring).
 
@@ -158,6 +166,7 @@ def dci(
         must hold a few integral values, as scikit-learn refuses continuous class labels).
       seed: ``random_state`` of the classifiers.
       n_estimators: boosting stages per classifier (disentanglement_lib: scikit-learn's default, 100).
+      n_jobs: factors fit at once (threads); the result is the same for any value.
 
     Returns:
       ``{"disentanglement": float, "completeness": float, "informativeness": float (mean test accuracy),
@@ -166,7 +175,7 @@ def dci(
       "importance": list[list[float]] (D x K)}``.
     """
     importance, acc_train, acc_test = importance_matrix_gbt(
-        codes_train, factors_train, codes_test, factors_test, seed=seed, n_estimators=n_estimators
+        codes_train, factors_train, codes_test, factors_test, seed=seed, n_estimators=n_estimators, n_jobs=n_jobs
     )
     dis, com, per_code, per_factor = dci_from_importance(importance)
     return {
