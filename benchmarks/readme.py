@@ -98,31 +98,47 @@ def train_section(record: dict, default: dict | None) -> str:
         f"({gemm['fp32']['torch.mm']:.0f} GFLOP/s) and the same GEMM as a 1×1 convolution "
         f"({gemm['fp32']['conv1x1']:.0f} GFLOP/s); the bf16 GEMM peak is {peak.get('bf16', float('nan')):.0f} GFLOP/s.",
         "",
-        "| resolution | precision | GFLOP/image (train) | images/s | GFLOP/s | of fp32 peak |",
-        "|---|---|---|---|---|---|",
+        "| resolution | precision | GFLOP/image (train) | images/s | GFLOP/s | of fp32 peak "
+        "| images/s, upsample then conv | fused speed-up |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    met = True
+    missed = []
     for row in r["rows"]:
         res = row["resolution"]
         if row["precision"] == "fp32":
             last = f"**{100 * row['fraction_of_fp32_peak']:.1f}%**"
-            met &= row["fraction_of_fp32_peak"] >= TARGETS["fp32_of_peak"]
+            if row["fraction_of_fp32_peak"] < TARGETS["fp32_of_peak"]:
+                missed.append(f"fp32 at {res}: {100 * row['fraction_of_fp32_peak']:.1f}% of the peak")
         else:
             speedup = r["bf16_over_fp32"].get(str(res))
             last = f"bf16/fp32 **{speedup:.2f}×**" if speedup else f"{100 * row['fraction_of_fp32_peak']:.1f}%"
-            met &= speedup is None or speedup >= TARGETS["bf16_over_fp32"]
+            if speedup is not None and speedup < TARGETS["bf16_over_fp32"]:
+                missed.append(f"bf16 at {res}: {speedup:.2f}× fp32")
         lines.append(
             f"| {res} | {row['precision']} | {row['train_gflop_per_image']:.1f} | {row['images_per_s']:.1f} "
-            f"| {row['gflop_per_s']:.0f} | {last} |"
+            f"| {row['gflop_per_s']:.0f} | {last} | {row['images_per_s_upsample_then_conv']:.1f} "
+            f"| {row['upsample_speedup']:.2f}× |"
         )
-    verdict = "are met at every resolution" if met else "are not all met"
-    lines += ["", f"Targets (fp32 ≥ 70% of the matmul peak, bf16 ≥ 1.5× fp32) {verdict}."]
+    verdict = "are met at every resolution" if not missed else f"are missed by {'; '.join(missed)}"
+    lines += [
+        "",
+        "The decoder runs each nearest-neighbour upsampling and the 7×7 conv after it as one stride-2 "
+        "transposed convolution (`UpsampleConv2d`, the same function): GFLOP/image counts what runs; the "
+        "last two columns time the same step with the upsampling then the 7×7 conv, side by side.",
+        "",
+        f"Targets (fp32 ≥ 70% of the matmul peak, bf16 ≥ 1.5× fp32) {verdict}.",
+    ]
     if default is not None:
         d = default["settings"]
         rates = {(row["resolution"], row["precision"]): row["images_per_s"] for row in default["results"]["rows"]}
         res = max(row[0] for row in rates)
         flags = f"--filters {','.join(map(str, d['filters']))} --latent {d['latent']} --resolutions {res}"
-        per_precision = " and ".join(f"{rates[(res, p)]:.0f} img/s {p}" for p in d["precisions"] if (res, p) in rates)
+        fused = {(row["resolution"], row["precision"]): row["upsample_speedup"] for row in default["results"]["rows"]}
+        per_precision = " and ".join(
+            f"{rates[(res, p)]:.0f} img/s {p} ({fused[(res, p)]:.2f}× the unfused upsampling)"
+            for p in d["precisions"]
+            if (res, p) in rates
+        )
         lines[-1] += (
             f" The default profile's network ({', '.join(map(str, d['filters']))}; {d['latent']} latents) trains at "
             f"{per_precision} at {res}×{res} (`python -m benchmarks.train {flags}`, {default['date']})."

@@ -5,6 +5,9 @@ of the network (default: paper size, filters 96,64,32, 200 latents) at each reso
 precision, using the real training step (dcign.train.train_step: clamped forward, backward,
 Adam update, channels_last). FLOPs per image are counted with FlopCounterMode on one
 forward pass (convolutions and matmuls) and tripled for training (forward + 2x backward).
+Side by side, each configuration is timed again with the decoder's fused upsampling
+(dcign.model.UpsampleConv2d, one transposed convolution) replaced by what it computes,
+nearest-neighbour upsampling then the 7x7 convolution: ``upsample_speedup`` is the ratio.
 
     python -m benchmarks.train --seconds 10
     python -m benchmarks.train --filters 32,32,32 --latent 32 --resolutions 32,64 --seconds 5
@@ -14,9 +17,11 @@ forward pass (convolutions and matmuls) and tripled for training (forward + 2x b
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 # Run as a script, benchmarks/ would come first on sys.path and its render.py would shadow the package.
 _HERE = Path(__file__).resolve().parent
@@ -29,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from benchmarks import record  # noqa: E402
 from dcign.config import ModelConfig, TrainConfig  # noqa: E402
-from dcign.model import DCIGN  # noqa: E402
+from dcign.model import DCIGN, UpsampleConv2d  # noqa: E402
 from dcign.train import make_optimizer, resolve_device, train_step  # noqa: E402
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -97,6 +102,15 @@ def train_rate(cfg: TrainConfig, batch: int, device: torch.device, seconds: floa
     return steps * batch / (time.perf_counter() - t0), steps
 
 
+def _upsample_then_conv(layer: UpsampleConv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), layer.weight, layer.bias, padding=layer.padding)
+
+
+def unfused_upsampling() -> contextlib.AbstractContextManager:
+    """Within it the decoder upsamples, then convolves: the layer's reference formulation."""
+    return mock.patch.object(UpsampleConv2d, "forward", _upsample_then_conv)
+
+
 @click.command()
 @click.option("--seconds", default=10.0, show_default=True, help="Timed seconds per configuration (>= 2 steps).")
 @click.option("--filters", default="96,64,32", show_default=True, help="Encoder filters.")
@@ -122,7 +136,10 @@ def main(seconds, filters, latent, resolutions, precisions, batch, device_name, 
     for p, g in gemm.items():
         click.echo(f"  {p}: " + ", ".join(f"{k} {v:.0f}" for k, v in g.items()) + f" -> peak {peak[p]:.0f}")
     click.echo(f"network filters={','.join(map(str, filters))} latent={latent} batch={batch}")
-    click.echo(f"{'res':>4} {'prec':>5} {'GFLOP/img':>10} {'img/s':>8} {'GFLOP/s':>8} {'%fp32pk':>8} {'%ownpk':>7}")
+    click.echo(
+        f"{'res':>4} {'prec':>5} {'GFLOP/img':>10} {'img/s':>8} {'GFLOP/s':>8} {'%fp32pk':>8} {'%ownpk':>7} "
+        f"{'unfused':>8} {'fused/unf':>9}"
+    )
     rows, speedups = [], {}
     for r in (int(v) for v in resolutions.split(",")):
         rate_by_prec = {}
@@ -130,6 +147,8 @@ def main(seconds, filters, latent, resolutions, precisions, batch, device_name, 
             cfg = TrainConfig(precision=prec, model=ModelConfig(resolution=r, filters=filters, latent=latent))
             flops = 3 * forward_flops(DCIGN(cfg.model).to(device), r)
             rate, steps = train_rate(cfg, batch, device, seconds)
+            with unfused_upsampling():
+                rate_unfused, _ = train_rate(cfg, batch, device, seconds)
             achieved = rate * flops / 1e9
             rate_by_prec[prec] = rate
             row = {
@@ -137,6 +156,8 @@ def main(seconds, filters, latent, resolutions, precisions, batch, device_name, 
                 "precision": prec,
                 "train_gflop_per_image": flops / 1e9,
                 "images_per_s": rate,
+                "images_per_s_upsample_then_conv": rate_unfused,
+                "upsample_speedup": rate / rate_unfused,
                 "gflop_per_s": achieved,
                 "fraction_of_fp32_peak": achieved / peak["fp32"],
                 "fraction_of_own_peak": achieved / peak[prec],
@@ -145,7 +166,8 @@ def main(seconds, filters, latent, resolutions, precisions, batch, device_name, 
             rows.append(row)
             click.echo(
                 f"{r:>4} {prec:>5} {flops / 1e9:>10.3f} {rate:>8.1f} {achieved:>8.1f} "
-                f"{100 * row['fraction_of_fp32_peak']:>7.1f}% {100 * row['fraction_of_own_peak']:>6.1f}%"
+                f"{100 * row['fraction_of_fp32_peak']:>7.1f}% {100 * row['fraction_of_own_peak']:>6.1f}% "
+                f"{rate_unfused:>8.1f} {row['upsample_speedup']:>8.2f}x"
             )
         if "fp32" in rate_by_prec and "bf16" in rate_by_prec:
             speedups[r] = rate_by_prec["bf16"] / rate_by_prec["fp32"]

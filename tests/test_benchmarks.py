@@ -12,6 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from benchmarks import cuda_check, readme
+from benchmarks.train import forward_flops, unfused_upsampling
+from dcign.config import ModelConfig
+from dcign.model import DCIGN
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKED = "Intro.\n\n<!-- benchmarks.readme:{0} -->\nold {0}\n<!-- /benchmarks.readme:{0} -->\n\nOutro.\n"
@@ -39,8 +42,11 @@ def test_train_benchmark_writes_its_figures_and_readme_shows_them(tmp_path):
     rows = record["results"]["rows"]
     assert [(r["resolution"], r["precision"]) for r in rows] == [(16, "fp32"), (16, "bf16")]
     assert all(r["images_per_s"] > 0 and r["train_gflop_per_image"] > 0 for r in rows)
+    for r in rows:
+        assert r["upsample_speedup"] == pytest.approx(r["images_per_s"] / r["images_per_s_upsample_then_conv"])
     text = readme.train_section(record, record)
     assert f"| 16 | fp32 | {rows[0]['train_gflop_per_image']:.1f} | {rows[0]['images_per_s']:.1f} |" in text
+    assert f"| {rows[0]['images_per_s_upsample_then_conv']:.1f} | {rows[0]['upsample_speedup']:.2f}× |" in text
     assert "bf16/fp32 **" in text and record["date"] in text and "--filters 4,4 --latent 8" in text
 
 
@@ -97,3 +103,15 @@ def test_fit_benchmark_times_each_method_on_one_core(tiny_eval, tmp_path):
     per_face = rec["results"]["seconds"]
     assert set(per_face) == {"amortised", "code", "pixel"} and all(len(v) == 2 for v in per_face.values())
     assert rec["results"]["seconds_per_face"]["code"] == pytest.approx(sum(per_face["code"]) / 2)
+
+
+def test_the_unfused_reference_computes_what_the_fused_decoder_does():
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=16, filters=(4, 4), latent=8)).eval()
+    z = torch.randn(3, 8)
+    fused = model.decode(z)
+    with unfused_upsampling():
+        unfused = model.decode(z)
+        unfused_flops = forward_flops(model, 16)
+    torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-6)
+    assert forward_flops(model, 16) < unfused_flops  # and the fused layer does less work
