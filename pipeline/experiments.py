@@ -202,7 +202,12 @@ def table(runs: dict) -> str:
 
 
 def seed_groups(runs: dict) -> dict[str, list[str]]:
-    """Experiments that differ only in ``seed`` (and ignored params), keyed by the first one's name."""
+    """Experiments that differ only in ``seed`` (and ignored params), keyed by the first one's name.
+
+    Only experiments whose names share the first dash-separated token (the study's id of a setting,
+    ``c05`` in ``c05-s1``) group: the same params run on code that computes differently (c09 reran
+    c05's setting with the fused decoder) form a group of their own.
+    """
     groups: dict[str, list[str]] = {}
     for name in sorted(runs):
         p = {
@@ -210,7 +215,7 @@ def seed_groups(runs: dict) -> dict[str, list[str]]:
             for k, v in runs[name]["params"].items()
             if k != "seed" and k not in IGNORED_PARAMS and not k.startswith(OTHER_PIPELINES)
         }
-        key = json.dumps(p, sort_keys=True)
+        key = json.dumps([name.split("-")[0], p], sort_keys=True)
         groups.setdefault(key, []).append(name)
     return {names[0]: names for names in groups.values() if len(names) > 1}
 

@@ -24,14 +24,25 @@ def test_a_run_recorded_before_a_param_existed_groups_with_its_seeds(tmp_path):
     old["params"]["seed"] = 7
     assert set(E.ADDED_PARAMS) <= set(new["params"])  # the later run has them all
     path = tmp_path / "runs.json"
-    path.write_text(json.dumps({"a-new": new, "b-old": old}))
+    path.write_text(json.dumps({"a-new": new, "a-old": old}))
     runs = E.load_runs(path)
-    assert E.seed_groups(runs) == {"a-new": ["a-new", "b-old"]}
-    assert runs["b-old"]["params"]["train.lr_schedule"] == "constant"
-    assert json.loads(path.read_text())["b-old"]["params"] == old["params"]  # the record stays as written
+    assert E.seed_groups(runs) == {"a-new": ["a-new", "a-old"]}
+    assert runs["a-old"]["params"]["train.lr_schedule"] == "constant"
+    assert json.loads(path.read_text())["a-old"]["params"] == old["params"]  # the record stays as written
     # a real difference still separates them
-    runs["b-old"]["params"]["train.lr_schedule"] = "cosine"
+    runs["a-old"]["params"]["train.lr_schedule"] = "cosine"
     assert E.seed_groups(runs) == {}
+
+
+def test_runs_of_the_same_params_group_by_the_id_their_names_start_with():
+    """c05 and c09 ran the same params on code that computes differently: two groups, not one."""
+    run = json.loads(RECORD.read_text())["c05-c04-inv10"]
+    runs = {
+        f"{study}-s{seed}": {**run, "params": {**run["params"], "seed": seed}}
+        for study in ("c05", "c09")
+        for seed in (0, 1)
+    }
+    assert E.seed_groups(runs) == {"c05-s0": ["c05-s0", "c05-s1"], "c09-s0": ["c09-s0", "c09-s1"]}
 
 
 SEEDS = ["c05-c04-inv10", "c05-s1", "c05-s2"]  # the default's three seeds in the record
