@@ -16,7 +16,6 @@ Every headline figure carries a 95% cluster-bootstrap interval over face identit
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from pipeline import calibration as C
 from pipeline import metrics as M
+from render.pool import allowed_cores
 from render.shards import RenderedDataset
 from render.vocabulary import FACTORS, SWEEP_GROUP
 
@@ -197,7 +197,7 @@ def disentanglement_scores(
     # Halves of the identities, not a bootstrap: duplicated faces bias mutual information upward.
     mig_ci = M.half_sample_interval(mig_of, idx[:, 0], cfg.mig_halves, cfg.seed)
     mig_d = M.mig(mu, idx)
-    n_jobs = len(os.sched_getaffinity(0))  # the factors' classifiers in parallel (the same result for any count)
+    n_jobs = len(allowed_cores())  # the factors' classifiers in parallel (the same result for any count)
     dci = M.dci(mu[tr], idx[tr], mu[te], idx[te], seed=cfg.seed, n_estimators=cfg.dci_trees, n_jobs=n_jobs)
     angles = idx[:, pose].astype(float)  # the linear variant only makes sense for ordered factors
     dci_lin = M.dci_linear(mu[tr], angles[tr], mu[te], angles[te])
