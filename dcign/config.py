@@ -144,6 +144,9 @@ class TrainConfig:
     # KL on the clamped (inactive) latents of a sweep batch: false as the released code, which zeroed
     # their gradient KL included; true puts the prior's pull on every latent of every batch.
     kl_clamped: bool = False
+    # Reconstruction gradient of the clamped latents: replace (the paper: only the invariance pull
+    # reaches them) or mean (also the true gradient of the batch mean the decoder saw).
+    clamp_grad: str = "replace"
     # Relative frequency of batch types per latent group (paper ~1:1:1:10); groups absent from the data are skipped.
     sweep_ratio: dict[str, float] = field(
         default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 3.0}
@@ -180,6 +183,7 @@ class TrainConfig:
         _nonneg_float("invariance", self.invariance)
         _nonneg_float("kl_weight", self.kl_weight)
         _ratio("sweep_ratio", self.sweep_ratio)
+        _choice("clamp_grad", self.clamp_grad, ("replace", "mean"))
         _choice("method", self.method, METHODS)
         for name in ("beta", "tcvae_alpha", "tcvae_beta", "tcvae_gamma", "factor_gamma"):
             _nonneg_float(name, getattr(self, name))

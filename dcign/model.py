@@ -133,13 +133,15 @@ class DCIGN(nn.Module):
         invariance: float = 0.0,
         eps: torch.Tensor | None = None,
         pairs: bool = False,
+        clamp_grad: str = "replace",
     ) -> Output:
         """Encode, sample (training) or take the mean (eval), clamp, decode.
 
         ``active``: the batch's active group; the others are clamped to their batch mean
         and pulled together with gradient ``invariance / N * (z - mean)`` (the gradient
-        of ``invariance * 1/2 ||z - mean||^2`` per image in a batch-averaged loss).
-        None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when None. ``pairs``: images
+        of ``invariance * 1/2 ||z - mean||^2`` per image in a batch-averaged loss); ``clamp_grad``
+        ``replace`` discards their reconstruction gradient (the paper), ``mean`` keeps the batch
+        mean's. None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when None. ``pairs``: images
         ``i`` and ``i + N/2`` are a pair whose posteriors are averaged over the latents they are
         inferred to share before sampling (Ada-GVAE); ``mu``, ``logvar`` are then the averaged ones.
         """
@@ -152,7 +154,11 @@ class DCIGN(nn.Module):
         else:
             z = mu
         # Clamp the sample the decoder sees (as the paper clamps the decoder's code), not mu.
-        z_dec = z if active is None else clamp_to_batch_mean(z, self.clamp_mask(active), invariance / z.shape[0])
+        if active is None:
+            z_dec = z
+        else:
+            mask = self.clamp_mask(active)
+            z_dec = clamp_to_batch_mean(z, mask, invariance / z.shape[0], through_mean=clamp_grad == "mean")
         return Output(self.decoder(z_dec), mu, logvar, z)
 
 

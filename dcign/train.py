@@ -94,7 +94,14 @@ def train_step(
         last = i == k - 1 or not isinstance(model, DistributedDataParallel)
         with contextlib.nullcontext() if last else model.no_sync():
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                out = model(x, active=active, invariance=cfg.invariance / k, eps=eps, pairs=cfg.batches == "pairs")
+                out = model(
+                    x,
+                    active=active,
+                    invariance=cfg.invariance / k,
+                    eps=eps,
+                    pairs=cfg.batches == "pairs",
+                    clamp_grad=cfg.clamp_grad,
+                )
             t = loss_terms(raw, out, x, active, cfg.kl_clamped)
             disc = critic[0] if critic is not None else None
             reg = regulariser(cfg, t["kl"], out.z, out.mu, out.logvar, dataset_size, disc)

@@ -66,6 +66,7 @@ ADDED_PARAMS = {
     "train.factor_lr": 0.0001,
     "train.factor_hidden": 1000,
     "train.factor_layers": 6,
+    "train.clamp_grad": "replace",
 }
 
 
@@ -180,6 +181,8 @@ def _fmt(v) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
+        if v and abs(v) < 0.01:  # a learning rate: three decimals would round 5e-4 to 0.001
+            return f"{v:.2g}"
         return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
     return str(v)
 

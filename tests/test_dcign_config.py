@@ -38,6 +38,7 @@ def test_overrides():
         ({"steps": -3}, "params.yaml: train.steps must be a positive integer, got -3"),
         ({"steps": 2.5}, "train.steps must be a positive integer, got 2.5"),
         ({"kl_clamped": "yes"}, "train.kl_clamped must be true or false"),
+        ({"clamp_grad": "sum"}, "train.clamp_grad must be one of replace, mean, got 'sum'"),
         (
             {"method": "gan"},
             "train.method must be one of dcign, vae, beta_vae, beta_tcvae, factor_vae, ada_gvae, got 'gan'",

@@ -76,6 +76,52 @@ def test_clamp_forward_and_gradient():
     assert torch.allclose(z.grad[:, mask], 0.3 * (z.detach() - mean)[:, mask])  # clamped: lambda (z - mean)
 
 
+def test_clamp_through_mean_adds_the_batch_means_gradient():
+    torch.manual_seed(0)
+    z = torch.randn(5, 4, requires_grad=True)
+    mask = torch.tensor([True, False, True, False])
+    g = torch.randn(5, 4)
+    clamp_to_batch_mean(z, mask, 0.3, through_mean=True).backward(g)
+    mean = z.detach().mean(0)
+    assert torch.equal(z.grad[:, ~mask], g[:, ~mask])
+    # autograd's gradient of where(mask, mean(z), z), plus the pull: the mean's rows share it
+    z2 = z.detach().clone().requires_grad_(True)
+    torch.where(mask, z2.mean(0, keepdim=True), z2).backward(g)
+    expected = z2.grad + 0.3 * (z.detach() - mean)
+    assert torch.allclose(z.grad[:, mask], expected[:, mask])
+    assert torch.allclose(z.grad[:, mask], (g.mean(0) + 0.3 * (z.detach() - mean))[:, mask])
+
+
+def test_clamp_grad_mean_equals_true_mean_plus_penalty():
+    """clamp_grad="mean": model gradients equal those of decode(where(inactive, mean, z)) + lambda/2 ||z - mean||^2."""
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=16, recon="bernoulli", **TINY))
+    x, eps, lam = torch.rand(6, 1, 16, 16), torch.randn(6, 8), 0.05
+
+    out = model(x, active="light", invariance=lam, eps=eps, clamp_grad="mean")
+    t = loss_terms(model, out, x, "light")
+    (t["recon"] + t["kl"]).backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    model.zero_grad()
+    mu, logvar = model.encode(x)
+    z = mu + eps * torch.exp(0.5 * logvar)
+    mask = model.clamp_mask("light")
+    logits = model.decoder(torch.where(mask, z.mean(0, keepdim=True), z))  # no stop-gradient on the mean
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / 6
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / 6
+    (recon + kl + lam * invariance_penalty(z, mask)).backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-6), n
+    # and it differs from the paper's replacement: the encoder learns from the clamped latents
+    model.zero_grad()
+    out = model(x, active="light", invariance=lam, eps=eps)
+    t = loss_terms(model, out, x, "light")
+    (t["recon"] + t["kl"]).backward()
+    enc = [n for n, _ in model.named_parameters() if n.startswith("encoder")]
+    assert any(not torch.allclose(got[n], dict(model.named_parameters())[n].grad) for n in enc)
+
+
 def test_clamp_equals_mean_replacement_plus_penalty():
     """Model gradients equal those of: decode(where(inactive, stop_grad(mean), z)) + lambda/2 ||z - mean||^2."""
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ RECORD = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "runs.js
 def test_a_run_recorded_before_a_param_existed_groups_with_its_seeds(tmp_path):
     """A run from before lr_schedule (and the other ADDED_PARAMS) and params of other pipelines existed
     is the same setting as a later run with their defaults, so the two form a seed group."""
-    new = json.loads(RECORD.read_text())["c05-c04-inv10"]  # recorded with every param of today
+    new = json.loads(RECORD.read_text())["c14-kl-weight-0.25"]  # recorded with every param of today
     old = json.loads(json.dumps(new))
     old["params"] = {
         k: v for k, v in old["params"].items() if k not in E.ADDED_PARAMS and not k.startswith(E.OTHER_PIPELINES)
@@ -43,6 +43,18 @@ def test_runs_of_the_same_params_group_by_the_id_their_names_start_with():
         for seed in (0, 1)
     }
     assert E.seed_groups(runs) == {"c05-s0": ["c05-s0", "c05-s1"], "c09-s0": ["c09-s0", "c09-s1"]}
+
+
+def test_the_runs_table_tells_learning_rates_apart():
+    """5e-4 (the default) and 1e-3 are different rows' values, not both 0.001."""
+    runs = E.load_runs(RECORD)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in E.table(runs).splitlines()[2:]}
+    col = E.table(runs).splitlines()[0].split(" | ").index("lr")
+    assert (rows["c09-fused-s0"][col], rows["c10-lr-0.001"][col], rows["c12-lr-0.00025"][col]) == (
+        "0.0005",
+        "0.001",
+        "0.00025",
+    )
 
 
 SEEDS = ["c05-c04-inv10", "c05-s1", "c05-s2"]  # the default's three seeds in the record

@@ -272,6 +272,7 @@ def test_unwritable_out_and_missing_data(data, tmp_path):
     [
         {"method": "vae"},
         {"kl_clamped": True},
+        {"clamp_grad": "mean"},
         {"precision": "bf16"},
         {"batches_per_step": 2, "optimizer": "rmsprop"},
         {"channels_last": False, "model": ModelConfig(filters=(4, 4), latent=8, recon="bernoulli")},
