@@ -92,58 +92,47 @@ def test_clamp_through_mean_adds_the_batch_means_gradient():
     assert torch.allclose(z.grad[:, mask], (g.mean(0) + 0.3 * (z.detach() - mean))[:, mask])
 
 
-def test_clamp_grad_mean_equals_true_mean_plus_penalty():
-    """clamp_grad="mean": model gradients equal those of decode(where(inactive, mean, z)) + lambda/2 ||z - mean||^2."""
-    torch.manual_seed(0)
-    model = DCIGN(ModelConfig(resolution=16, recon="bernoulli", **TINY))
-    x, eps, lam = torch.rand(6, 1, 16, 16), torch.randn(6, 8), 0.05
-
-    out = model(x, active="light", invariance=lam, eps=eps, clamp_grad="mean")
-    t = loss_terms(model, out, x, "light")
+def _model_grads(model, x, eps, lam, active, clamp_grad):
+    """Parameter gradients of the model's own clamped forward pass and loss terms."""
+    model.zero_grad()
+    out = model(x, active=active, invariance=lam, eps=eps, clamp_grad=clamp_grad)
+    t = loss_terms(model, out, x, active)
     (t["recon"] + t["kl"]).backward()
-    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    return {n: p.grad.clone() for n, p in model.named_parameters()}, t
 
+
+def _reference_grads(model, x, eps, lam, active, stop_mean):
+    """The same gradients written out: decode(where(inactive, mean, z)) + lambda/2 ||z - mean||^2,
+    the mean a constant to the decoder's gradient (the paper) or not."""
     model.zero_grad()
     mu, logvar = model.encode(x)
     z = mu + eps * torch.exp(0.5 * logvar)
-    mask = model.clamp_mask("light")
-    logits = model.decoder(torch.where(mask, z.mean(0, keepdim=True), z))  # no stop-gradient on the mean
-    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / 6
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / 6
+    mask = model.clamp_mask(active)
+    mean = z.mean(0, keepdim=True)
+    logits = model.decoder(torch.where(mask, mean.detach() if stop_mean else mean, z))
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / len(x)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / len(x)
     (recon + kl + lam * invariance_penalty(z, mask)).backward()
-    for n, p in model.named_parameters():
-        assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-6), n
-    # and it differs from the paper's replacement: the encoder learns from the clamped latents
-    model.zero_grad()
-    out = model(x, active="light", invariance=lam, eps=eps)
-    t = loss_terms(model, out, x, "light")
-    (t["recon"] + t["kl"]).backward()
-    enc = [n for n, _ in model.named_parameters() if n.startswith("encoder")]
-    assert any(not torch.allclose(got[n], dict(model.named_parameters())[n].grad) for n in enc)
+    return {n: p.grad.clone() for n, p in model.named_parameters()}, invariance_penalty(z, mask).detach()
 
 
-def test_clamp_equals_mean_replacement_plus_penalty():
-    """Model gradients equal those of: decode(where(inactive, stop_grad(mean), z)) + lambda/2 ||z - mean||^2."""
+@pytest.mark.parametrize("active", ["azimuth", "light", "intrinsic"])
+def test_clamp_equals_mean_replacement_plus_penalty(active):
+    """Model gradients equal those of decode(where(inactive, stop_grad(mean), z)) + lambda/2 ||z - mean||^2
+    (clamp_grad="replace", the paper), and without the stop-gradient for clamp_grad="mean"."""
     torch.manual_seed(0)
     model = DCIGN(ModelConfig(resolution=16, recon="bernoulli", **TINY))
     x, eps, lam = torch.rand(6, 1, 16, 16), torch.randn(6, 8), 0.05
-
-    out = model(x, active="azimuth", invariance=lam, eps=eps)
-    t = loss_terms(model, out, x, "azimuth")
-    (t["recon"] + t["kl"]).backward()
-    got = {n: p.grad.clone() for n, p in model.named_parameters()}
-
-    model.zero_grad()
-    mu, logvar = model.encode(x)
-    z = mu + eps * torch.exp(0.5 * logvar)
-    mask = model.clamp_mask("azimuth")
-    logits = model.decoder(torch.where(mask, z.mean(0, keepdim=True).detach(), z))
-    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / 6
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / 6
-    (recon + kl + lam * invariance_penalty(z, mask)).backward()
-    for n, p in model.named_parameters():
-        assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-6), n
-    assert torch.allclose(t["invariance"], invariance_penalty(z, mask).detach())
+    got = {}
+    for clamp_grad in ("replace", "mean"):
+        got[clamp_grad], t = _model_grads(model, x, eps, lam, active, clamp_grad)
+        want, penalty = _reference_grads(model, x, eps, lam, active, stop_mean=clamp_grad == "replace")
+        for n in want:
+            assert torch.allclose(got[clamp_grad][n], want[n], rtol=1e-4, atol=1e-6), (clamp_grad, n)
+        assert torch.allclose(t["invariance"], penalty)
+    # with "mean" the encoder also learns from the clamped latents' reconstruction
+    enc = [n for n in got["mean"] if n.startswith("encoder")]
+    assert any(not torch.allclose(got["mean"][n], got["replace"][n]) for n in enc)
 
 
 def test_eval_uses_mean_and_training_samples():
