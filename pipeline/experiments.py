@@ -181,10 +181,16 @@ def _fmt(v) -> str:
     if v is None:
         return "–"
     if isinstance(v, float):
-        if v and abs(v) < 0.01:  # a learning rate: three decimals would round 5e-4 to 0.001
-            return f"{v:.2g}"
         return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
     return str(v)
+
+
+def _fmt_param(v) -> str:
+    """A param cell: small settings (learning rates) keep two significant digits, where three
+    decimals would show 5e-4 as 0.001; metrics keep ``_fmt``'s fixed decimals."""
+    if isinstance(v, float) and v and abs(v) < 0.01:
+        return f"{v:.2g}"
+    return _fmt(v)
 
 
 def table(runs: dict) -> str:
@@ -198,7 +204,7 @@ def table(runs: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in sorted(runs):
         r = runs[name]
-        cells = [name, *(_fmt(r["params"].get(p)) for p in params)]
+        cells = [name, *(_fmt_param(r["params"].get(p)) for p in params)]
         cells += [_fmt(dig(r["metrics"].get(model, {}), path)) for _, model, path in HEADLINE]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -47,9 +47,9 @@ def test_runs_of_the_same_params_group_by_the_id_their_names_start_with():
 
 def test_the_runs_table_tells_learning_rates_apart():
     """5e-4 (the default) and 1e-3 are different rows' values, not both 0.001."""
-    runs = E.load_runs(RECORD)
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in E.table(runs).splitlines()[2:]}
-    col = E.table(runs).splitlines()[0].split(" | ").index("lr")
+    lines = E.table(E.load_runs(RECORD)).splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines[2:]}
+    col = lines[0].split(" | ").index("lr")
     assert (rows["c09-fused-s0"][col], rows["c10-lr-0.001"][col], rows["c12-lr-0.00025"][col]) == (
         "0.0005",
         "0.001",
