@@ -31,7 +31,7 @@ import click
 import numpy as np
 import yaml
 
-from pipeline.experiments import ExperimentsError, dig, replace_between
+from pipeline.experiments import ADDED_PARAMS, ExperimentsError, dig, replace_between
 from render.atomic import atomic_write_bytes
 from render.params import ParamsError, get, load_params
 from render.vocabulary import FACTORS
@@ -198,8 +198,30 @@ def sweep_points(params: dict, runs_dir: Path) -> list[SweepPoint]:
         _trained_with(d, method, param, default, seed)
         run = _run_in(d, method, seed)
         points.append(SweepPoint(method, param, default, True, run))
+    for method in dict.fromkeys(p.method for p in points):
+        _same_network([p for p in points if p.method == method])
     order = {m: i for i, m in enumerate(methods)}
     return sorted(points, key=lambda p: (order[p.method], p.value))
+
+
+# what may differ between the runs of one method's sweep besides the swept parameter: torch's thread
+# count changes the arithmetic in the last bits only
+_SWEEP_FREE = {"threads"}
+
+
+def _same_network(points: list[SweepPoint]) -> None:
+    """Refuse a sweep whose runs were trained with other settings than the swept one (e.g. another network)."""
+    added = {k.removeprefix("train."): v for k, v in ADDED_PARAMS.items() if k.startswith("train.")}
+    paths = [Path(p.run.name) / "dvclive" / "params.yaml" for p in points]
+    first = added | _read_mapping(paths[0], "YAML")  # a run older than a parameter had its first value
+    for path in paths[1:]:
+        cfg = added | _read_mapping(path, "YAML")
+        for k in sorted((set(first) | set(cfg)) - _SWEEP_FREE - {points[0].param}):
+            if cfg.get(k) != first.get(k):
+                raise BaselinesError(
+                    f"{path}: trained with {k}={cfg.get(k)!r}, {paths[0]} with {first.get(k)!r}; "
+                    "a sweep changes one parameter, so retrain the runs that differ"
+                )
 
 
 def sweep_table(points: list[SweepPoint]) -> str:

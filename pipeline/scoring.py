@@ -123,13 +123,18 @@ def invariance_scores(mu_test: np.ndarray, test: RenderedDataset, groups: dict[s
 
 
 def latent_diagnostics(mu: np.ndarray, logvar: np.ndarray, groups: dict[str, np.ndarray]) -> dict:
-    """Active latents per group and KL per group (nats per image), to make a dead group visible."""
+    """Active latents and KL per group, and KL per latent (nats per image), to make a dead group visible.
+
+    KL per latent is keyed ``z00``, ``z01``, ... by column, so ``dvc metrics diff`` lists each one.
+    """
     act = M.active_latents(mu, logvar, {g: np.asarray(ix, dtype=np.int64) for g, ix in groups.items()})
     per = act["per_group"]
+    width = max(2, len(str(act["n_latents"] - 1)))
     return {
         "n_active": {g: int(per[g]["n_active"]) for g in groups} | {"total": int(act["n_active"])},
         "n_active_au": {g: int(per[g]["n_active_au"]) for g in groups} | {"total": int(act["n_active_au"])},
         "kl": {g: float(per[g]["kl"]) for g in groups} | {"total": float(act["kl_total"])},
+        "kl_per_latent": {f"z{j:0{width}d}": float(v) for j, v in enumerate(act["kl_per_latent"])},
     }
 
 

@@ -155,6 +155,15 @@ def test_sweep_table_lists_every_value_beside_the_default_run(tiny_eval, tmp_pat
     assert "dcign-inv-3/dvclive/params.yaml: trained with invariance=3.0, the sweep says 4.0" in r.output
     assert len(r.output.strip().splitlines()) == 1
 
+    # a run trained with another setting besides the swept one (here the likelihood) is refused too
+    sweep["dcign-inv-3"]["value"] = 3
+    _with_baselines(params, section)
+    shutil.rmtree(runs / "sweep" / "dcign-inv-0.5")
+    _trained_run(tiny_eval, runs / "sweep" / "dcign-inv-0.5", "seed=0", "invariance=0.5", "recon=bernoulli")
+    r = CliRunner().invoke(B.main, args)
+    assert r.exit_code != 0 and len(r.output.strip().splitlines()) == 1
+    assert "dcign-inv-0.5/dvclive/params.yaml: trained with recon='bernoulli'" in r.output
+
 
 @pytest.mark.parametrize(
     ("entry", "message"),

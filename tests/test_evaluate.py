@@ -128,6 +128,19 @@ def test_metrics_hold_every_protocol_with_intervals(tiny_eval):
     assert "auc" in on_disk["pixels"]["recognition"]["whole"]["verification"]
 
 
+def test_kl_per_latent_is_in_the_metrics_and_sums_to_each_groups_kl(tiny_eval):
+    root, _ = tiny_eval
+    m = json.loads((root / "eval" / "metrics.json").read_text())["dcign"]["latents"]
+    model, cfg, _ = load_model(root / "models" / "dcign")
+    kl = m["kl_per_latent"]
+    assert list(kl) == [f"z{j:02d}" for j in range(cfg.latent)]  # every latent, by column, as dvc metrics diff lists it
+    assert all(v >= 0 for v in kl.values())
+    per = np.array(list(kl.values()))
+    for g in ("azimuth", "elevation", "light", "intrinsic"):
+        assert per[model.groups[g]].sum() == pytest.approx(m["kl"][g], rel=1e-9, abs=1e-12), g
+    assert per.sum() == pytest.approx(m["kl"]["total"], rel=1e-9)
+
+
 def test_calibrations_are_written_for_every_model(tiny_eval):
     root, metrics = tiny_eval
     for name in ("dcign", "baseline"):

@@ -58,6 +58,25 @@ def test_swept_angles_are_stratified_sorted_and_within_range():
         assert np.all((az >= edges[:-1]) & (az <= edges[1:]))  # one value per stratum
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.6, 1.0])
+def test_angles_not_swept_come_from_the_central_fixed_fraction_of_their_range(fraction):
+    """render.fixed_fraction: held angles lie in centre +- fraction * half-range, and fill that band."""
+    cfg = SweepConfig(batch_size=4, fixed_fraction=fraction)
+    held = {"azimuth": [], "elevation": [], "light": []}
+    for sweep in ("azimuth", "elevation", "light", "intrinsic"):
+        for b in range(200):
+            f = batch_factors(3, sweep, b, cfg, 3, 3)
+            for name in held.keys() - {sweep}:
+                held[name].append(float(f[name][0]))
+    for name, values in held.items():
+        lo, hi = cfg.ranges[name]
+        mid, half = (lo + hi) / 2, (hi - lo) / 2 * fraction
+        v = np.asarray(values)
+        assert np.all(np.abs(v - mid) <= half + 1e-4), name
+        if fraction > 0:  # the draws reach the band's edges, not just its middle
+            assert np.abs(v - mid).max() > 0.95 * half, name
+
+
 def test_batches_are_a_pure_function_of_seed_sweep_and_index():
     a = batch_factors(1, "light", 5, CFG, 3, 3)
     b = batch_factors(1, "light", 5, CFG, 3, 3)
