@@ -154,10 +154,13 @@ class SweepPoint:
     value: float
     default: bool  # the method's default value (its run of the seeds table)
     run: Run
+    record: Path  # the run's own training record, <run>/dvclive/params.yaml
+    settings: dict  # what it holds: the train config the run was trained with
 
 
-def _trained_with(run_dir: Path, method: str, param: str, value: float, seed: int) -> None:
-    """Check the run's own training record (dvclive/params.yaml) against what the sweep says it is."""
+def _trained_with(run_dir: Path, method: str, param: str, value: float, seed: int) -> tuple[Path, dict]:
+    """Check the run's own training record (dvclive/params.yaml) against what the sweep says it is;
+    return the record's path and contents."""
     path = run_dir / "dvclive" / "params.yaml"
     cfg = _read_mapping(path, "YAML")
     want = {"method": method, param: value, "seed": seed}
@@ -165,6 +168,7 @@ def _trained_with(run_dir: Path, method: str, param: str, value: float, seed: in
         got = cfg.get(k)
         if got != v and not (isinstance(v, float) and isinstance(got, (int, float)) and np.isclose(got, v)):
             raise BaselinesError(f"{path}: trained with {k}={got!r}, the sweep says {v!r}")
+    return path, cfg
 
 
 def sweep_points(params: dict, runs_dir: Path) -> list[SweepPoint]:
@@ -189,15 +193,15 @@ def sweep_points(params: dict, runs_dir: Path) -> list[SweepPoint]:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise BaselinesError(f"baselines.sweep.{name}: value {value!r} is not a number")
         d = runs_dir / "sweep" / name
-        _trained_with(d, method, param, float(value), seed)
+        record, settings = _trained_with(d, method, param, float(value), seed)
         run = _run_in(d, method, seed)
-        points.append(SweepPoint(method, param, float(value), False, run))
+        points.append(SweepPoint(method, param, float(value), False, run, record, settings))
     for method, param in dict.fromkeys((p.method, p.param) for p in points):
         d = runs_dir / f"{method}-{seed}"
         default = float(get(params, f"train.{param}", (int, float)))
-        _trained_with(d, method, param, default, seed)
+        record, settings = _trained_with(d, method, param, default, seed)
         run = _run_in(d, method, seed)
-        points.append(SweepPoint(method, param, default, True, run))
+        points.append(SweepPoint(method, param, default, True, run, record, settings))
     for method in dict.fromkeys(p.method for p in points):
         _same_network([p for p in points if p.method == method])
     order = {m: i for i, m in enumerate(methods)}
@@ -212,14 +216,14 @@ _SWEEP_FREE = {"threads"}
 def _same_network(points: list[SweepPoint]) -> None:
     """Refuse a sweep whose runs were trained with other settings than the swept one (e.g. another network)."""
     added = {k.removeprefix("train."): v for k, v in ADDED_PARAMS.items() if k.startswith("train.")}
-    paths = [Path(p.run.name) / "dvclive" / "params.yaml" for p in points]
-    first = added | _read_mapping(paths[0], "YAML")  # a run older than a parameter had its first value
-    for path in paths[1:]:
-        cfg = added | _read_mapping(path, "YAML")
-        for k in sorted((set(first) | set(cfg)) - _SWEEP_FREE - {points[0].param}):
+    ref = points[0]
+    first = added | ref.settings  # a run older than a parameter had its first value
+    for p in points[1:]:
+        cfg = added | p.settings
+        for k in sorted((set(first) | set(cfg)) - _SWEEP_FREE - {ref.param}):
             if cfg.get(k) != first.get(k):
                 raise BaselinesError(
-                    f"{path}: trained with {k}={cfg.get(k)!r}, {paths[0]} with {first.get(k)!r}; "
+                    f"{p.record}: trained with {k}={cfg.get(k)!r}, {ref.record} with {first.get(k)!r}; "
                     "a sweep changes one parameter, so retrain the runs that differ"
                 )
 
