@@ -147,6 +147,16 @@ class TrainConfig:
     # Reconstruction gradient of the clamped latents: replace (the paper: only the invariance pull
     # reaches them) or mean (also the true gradient of the batch mean the decoder saw).
     clamp_grad: str = "replace"
+    # What the clamped latents are set to: mean (the paper: their batch mean) or first (the released
+    # code: the first image's code). The invariance pull is toward the batch mean either way.
+    clamp_to: str = "mean"
+    # Weight of a second reconstruction of every image of a sweep batch from its own sampled code,
+    # unclamped, whose gradient reaches the decoder only: the decoder also learns to draw the face a
+    # code holds, while the encoder keeps the paper's objective. 0 is the paper (a deviation).
+    own_recon: float = 0.0
+    # The last decoder_steps of `steps` train the decoder alone (encoder frozen) to reconstruct each
+    # image from its own posterior mean, unclamped. 0 is the paper (a deviation).
+    decoder_steps: int = 0
     # Relative frequency of batch types per latent group (paper ~1:1:1:10); groups absent from the data are skipped.
     sweep_ratio: dict[str, float] = field(
         default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 3.0}
@@ -184,6 +194,13 @@ class TrainConfig:
         _nonneg_float("kl_weight", self.kl_weight)
         _ratio("sweep_ratio", self.sweep_ratio)
         _choice("clamp_grad", self.clamp_grad, ("replace", "mean"))
+        _choice("clamp_to", self.clamp_to, ("mean", "first"))
+        _nonneg_float("own_recon", self.own_recon)
+        _nonneg_int("decoder_steps", self.decoder_steps)
+        if self.decoder_steps >= self.steps:
+            raise ConfigError(
+                f"decoder_steps ({self.decoder_steps}) must be below steps ({self.steps}): they are the last of them"
+            )
         _choice("method", self.method, METHODS)
         for name in ("beta", "tcvae_alpha", "tcvae_beta", "tcvae_gamma", "factor_gamma"):
             _nonneg_float(name, getattr(self, name))
@@ -236,7 +253,8 @@ class TrainConfig:
 
 
 # Fields that may differ between a checkpoint and the run resuming it (they don't change the result;
-# `steps` only under a constant learning rate, since a cosine schedule ends at `steps`).
+# `steps` only under a constant learning rate and no decoder phase, since a cosine schedule ends at
+# `steps` and the decoder phase takes its last decoder_steps).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "log_every", "device", "threads")
 MODEL_PARAMS = tuple(f.name for f in fields(ModelConfig) if f.name not in ("resolution", "channels"))
 TRAIN_PARAMS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("seed", "model"))

@@ -94,6 +94,7 @@ class Output(NamedTuple):
     mu: torch.Tensor  # (N, D)
     logvar: torch.Tensor  # (N, D)
     z: torch.Tensor  # (N, D) sampled code, before clamping
+    own_logits: torch.Tensor | None = None  # (N, C, R, R) decoded from z unclamped, its gradient to the decoder only
 
 
 class DCIGN(nn.Module):
@@ -134,6 +135,8 @@ class DCIGN(nn.Module):
         eps: torch.Tensor | None = None,
         pairs: bool = False,
         clamp_grad: str = "replace",
+        clamp_to: str = "mean",
+        own_recon: bool = False,
     ) -> Output:
         """Encode, sample (training) or take the mean (eval), clamp, decode.
 
@@ -141,8 +144,10 @@ class DCIGN(nn.Module):
         and pulled together with gradient ``invariance / N * (z - mean)`` (the gradient
         of ``invariance * 1/2 ||z - mean||^2`` per image in a batch-averaged loss); ``clamp_grad``
         ``replace`` discards their reconstruction gradient (the paper), ``mean`` keeps the batch
-        mean's. None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when None. ``pairs``: images
-        ``i`` and ``i + N/2`` are a pair whose posteriors are averaged over the latents they are
+        mean's; ``clamp_to`` ``first`` clamps to the first image's code (the released code) instead of
+        the mean. ``own_recon`` also decodes every image's own code, unclamped and detached from the
+        encoder (``Output.own_logits``). None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when
+        None. ``pairs``: images ``i`` and ``i + N/2`` are a pair whose posteriors are averaged over the latents they are
         inferred to share before sampling (Ada-GVAE); ``mu``, ``logvar`` are then the averaged ones.
         """
         mu, logvar = self.encode(x)  # (N, D) each
@@ -155,29 +160,37 @@ class DCIGN(nn.Module):
             z = mu
         # Clamp the sample the decoder sees (as the paper clamps the decoder's code), not mu.
         if active is None:
-            z_dec = z
-        else:
-            mask = self.clamp_mask(active)
-            z_dec = clamp_to_batch_mean(z, mask, invariance / z.shape[0], through_mean=clamp_grad == "mean")
-        return Output(self.decoder(z_dec), mu, logvar, z)
+            return Output(self.decoder(z), mu, logvar, z)
+        mask = self.clamp_mask(active)
+        z_dec = clamp_to_batch_mean(z, mask, invariance / z.shape[0], clamp_grad == "mean", clamp_to)
+        if not own_recon:
+            return Output(self.decoder(z_dec), mu, logvar, z)
+        # One decoder pass over both codes: (2N, D) -> (2N, C, R, R), split into clamped and own.
+        logits, own_logits = self.decoder(torch.cat([z_dec, z.detach()])).chunk(2)
+        return Output(logits, mu, logvar, z, own_logits)
+
+
+def reconstruction_nll(cfg: ModelConfig, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of images ``x`` (N, C, R, R) under decoder ``logits``, summed over pixels, batch mean."""
+    logits = logits.float()
+    if cfg.recon == "bernoulli":
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    else:  # gaussian with fixed sigma, constant dropped
+        nll = (torch.sigmoid(logits) - x).pow(2) / (2 * cfg.gaussian_std**2)
+    return nll.flatten(1).sum(1).mean()
 
 
 def loss_terms(
     model: DCIGN, out: Output, x: torch.Tensor, active: str | None, kl_clamped: bool = True
 ) -> dict[str, torch.Tensor]:
-    """Per-image reconstruction NLL, KL to N(0, I) and (unweighted) invariance penalty, averaged over the batch.
+    """Per-image reconstruction NLL, KL to N(0, I) and (unweighted) invariance penalty, averaged over the batch,
+    and ``own_recon``, the NLL of the images decoded from their own codes, when the forward pass made them.
 
     ``kl_clamped=False`` leaves the clamped latents of a sweep batch out of the KL, as the
     released code zeroed their whole gradient: within such a batch only the active group
     pays for its information.
     """
-    cfg = model.config
-    logits = out.logits.float()
-    if cfg.recon == "bernoulli":
-        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    else:  # gaussian with fixed sigma, constant dropped
-        nll = (torch.sigmoid(logits) - x).pow(2) / (2 * cfg.gaussian_std**2)
-    recon = nll.flatten(1).sum(1).mean()
+    recon = reconstruction_nll(model.config, out.logits, x)
     kl_each = 0.5 * (out.mu.pow(2) + out.logvar.exp() - 1 - out.logvar)  # (N, D)
     if active is not None and not kl_clamped:
         kl_each = kl_each * (~model.clamp_mask(active)).to(kl_each.dtype)
@@ -187,4 +200,7 @@ def loss_terms(
             inv = torch.zeros((), device=x.device)
         else:
             inv = invariance_penalty(out.z, model.clamp_mask(active))
-    return {"recon": recon, "kl": kl, "invariance": inv}
+    terms = {"recon": recon, "kl": kl, "invariance": inv}
+    if out.own_logits is not None:
+        terms["own_recon"] = reconstruction_nll(model.config, out.own_logits, x)
+    return terms

@@ -3,7 +3,9 @@
 One loop, read top to bottom: set up (devices, data, checkpoint, model, optimizer, logger),
 then per step: data (the schedule's slots for this rank -> tensors), compute (forward with
 the clamp, the method's regulariser from dcign/objectives.py, backward, all-reduce under DDP),
-check (stop on NaN before the update), update, log, checkpoint. FactorVAE's discriminator is
+check (stop on NaN before the update), update, log, checkpoint. The last ``decoder_steps`` steps,
+when set, are the decoder phase (``decoder_step``: the encoder frozen, the decoder fitted to each
+image from its own posterior mean). FactorVAE's discriminator is
 trained in the same step, by its own optimizer, on the same codes. Under ``torchrun``
 (WORLD_SIZE > 1) every rank takes its own render batches from the same schedule, so one
 step's global batch is world_size x batches_per_step render batches; a single process with
@@ -34,7 +36,7 @@ from dcign.checkpoint import (
 )
 from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
 from dcign.data import Schedule, fetch_permutation, load_training_data
-from dcign.model import DCIGN, loss_terms
+from dcign.model import DCIGN, loss_terms, reconstruction_nll
 from dcign.objectives import DISCRIMINATOR_BETAS, Discriminator, discriminator_loss, permute_dims, regulariser
 from render.atomic import check_writable, removed_if_failed_empty
 
@@ -101,11 +103,15 @@ def train_step(
                     eps=eps,
                     pairs=cfg.batches == "pairs",
                     clamp_grad=cfg.clamp_grad,
+                    clamp_to=cfg.clamp_to,
+                    own_recon=cfg.own_recon > 0,
                 )
             t = loss_terms(raw, out, x, active, cfg.kl_clamped)
             disc = critic[0] if critic is not None else None
             reg = regulariser(cfg, t["kl"], out.z, out.mu, out.logvar, dataset_size, disc)
             objective = t["recon"] + reg  # the clamp injects the invariance gradient itself
+            if "own_recon" in t:  # its gradient reaches the decoder only (the code was detached)
+                objective = objective + cfg.own_recon * t["own_recon"]
             if disc is not None:  # trains the discriminator only: the codes are constants to it
                 z = out.z.detach()
                 objective_d = discriminator_loss(disc, z, permute_dims(z, permutation))
@@ -128,6 +134,45 @@ def train_step(
         optimizer.step()
         if critic is not None:
             critic[1].step()
+    return values
+
+
+def decoder_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: list[tuple[torch.Tensor, torch.Tensor, str | None, torch.Tensor | None]],
+    cfg: TrainConfig,
+    world_size: int = 1,
+) -> list[float]:
+    """One step of the decoder phase: the encoder frozen, the decoder fitted to each image from its own
+    posterior mean, unclamped; returns TERMS (loss = recon, the KL for the record, no invariance).
+
+    The update is skipped when a term is not finite, as in :func:`train_step`. Under DDP the decoder's
+    gradients are averaged here (the encoder has none, which DDP's own reducer does not allow).
+    """
+    raw = model.module if isinstance(model, DistributedDataParallel) else model
+    device = batches[0][0].device
+    k = len(batches)
+    optimizer.zero_grad(set_to_none=True)
+    totals = torch.zeros(len(TERMS), device=device)
+    for x, *_ in batches:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            with torch.no_grad():
+                mu, logvar = raw.encode(x)  # (N, D) each
+            logits = raw.decoder(mu)
+        recon = reconstruction_nll(raw.config, logits, x)
+        (recon / k).backward()
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+        totals += torch.stack([recon.detach(), recon.detach(), kl, torch.zeros_like(kl)]) / k
+    if world_size > 1:
+        dist.all_reduce(totals)
+        totals /= world_size
+        for p in raw.decoder.parameters():
+            dist.all_reduce(p.grad)
+            p.grad /= world_size
+    values = totals.tolist()
+    if all(math.isfinite(v) for v in values):
+        optimizer.step()
     return values
 
 
@@ -155,9 +200,9 @@ def _check_resumable(meta: dict, cfg: TrainConfig, slots_per_step: int, out_dir:
             f"resolution mismatch: the checkpoint in {out_dir} was trained on {r_old}x{r_old} images, "
             f"the data is {r_new}x{r_new}"
         )
-    resumable = (
-        RESUMABLE_CHANGES if cfg.lr_schedule == "constant" else tuple(n for n in RESUMABLE_CHANGES if n != "steps")
-    )
+    # Under a cosine schedule, and with a decoder phase (the last decoder_steps of them), `steps` shapes the run.
+    fixed_length = cfg.lr_schedule == "constant" and cfg.decoder_steps == 0
+    resumable = RESUMABLE_CHANGES if fixed_length else tuple(n for n in RESUMABLE_CHANGES if n != "steps")
     diffs = [
         f"{f.name}={getattr(saved, f.name)!r} (now {getattr(cfg, f.name)!r})"
         for f in fields(TrainConfig)
@@ -381,7 +426,10 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         # ---- compute: forward (clamped), backward, all-reduce, update unless non-finite
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(step)
-        values = train_step(net, optimizer, batches, cfg, world, data.n_batches * data.batch_size, critic)
+        if step < cfg.steps - cfg.decoder_steps:
+            values = train_step(net, optimizer, batches, cfg, world, data.n_batches * data.batch_size, critic)
+        else:  # the decoder phase: the last decoder_steps steps
+            values = decoder_step(net, optimizer, batches, cfg, world)
         t2 = time.perf_counter()
         data_time += t1 - t0
         step_time += t2 - t0

@@ -67,6 +67,9 @@ ADDED_PARAMS = {
     "train.factor_hidden": 1000,
     "train.factor_layers": 6,
     "train.clamp_grad": "replace",
+    "train.clamp_to": "mean",
+    "train.own_recon": 0,
+    "train.decoder_steps": 0,
 }
 
 

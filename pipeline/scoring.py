@@ -394,35 +394,35 @@ def recognition_scores(features: np.ndarray, split: dict, cfg: EvalConfig, metri
     threshold = M.best_threshold(M.pair_scores(f, di, dj, mean, std, metric=metric), dsame)
     ti, tj, tsame = pairs(test)
     s = M.pair_scores(f, ti, tj, mean, std, metric=metric)
-    uniq, inv = np.unique(ids, return_inverse=True)
-    ci_, cj_ = inv[ti], inv[tj]
-
-    def weighted(fn):
-        def stat(w_items: np.ndarray) -> float:
-            # w_items: per-image bootstrap counts of the image's identity; a pair counts w_i * w_j times
-            per_id = np.zeros(len(uniq))
-            per_id[inv[ti]] = w_items[ti]
-            per_id[inv[tj]] = w_items[tj]
-            return fn(per_id[ci_] * per_id[cj_])
-
-        return stat
-
-    auc = M.roc_auc(s, tsame)
-    auc_ci = M.cluster_bootstrap(weighted(lambda w: M.roc_auc(s, tsame, w)), ids, cfg.bootstrap, cfg.seed)
-    acc = M.accuracy_at(s, tsame, threshold)
-    acc_ci = M.cluster_bootstrap(
-        weighted(lambda w: M.accuracy_at(s, tsame, threshold, w)), ids, cfg.bootstrap, cfg.seed
-    )
+    ver = verification_scores(s, tsame, threshold, ids[ti], ids[tj], cfg)
     return {
         "identification": out_id,
-        "verification": {
-            "auc": auc,
-            "auc_lo": auc_ci["lo"],
-            "auc_hi": auc_ci["hi"],
-            "accuracy": acc,
-            "accuracy_lo": acc_ci["lo"],
-            "accuracy_hi": acc_ci["hi"],
-            "threshold": threshold,
-            "pairs": int(len(s)),
-        },
+        "verification": {**ver, "threshold": threshold, "pairs": int(len(s))},
+    }
+
+
+def verification_scores(
+    scores: np.ndarray, same: np.ndarray, threshold: float, id_i: np.ndarray, id_j: np.ndarray, cfg: EvalConfig
+) -> dict:
+    """ROC AUC and accuracy at ``threshold`` of scored pairs, each with a cluster-bootstrap interval over
+    the pairs' identities: a replicate weighs a pair by its two identities' draw counts, rescaled per
+    class (``M.class_balanced``) so that same- and different-face pairs keep their proportions."""
+    uniq, inv = np.unique(np.concatenate([id_i, id_j]), return_inverse=True)
+    ci, cj = np.split(inv, 2)
+
+    def weighted(fn):
+        # w_id: bootstrap draw count of every identity in uniq
+        return lambda w_id: fn(M.class_balanced(w_id[ci] * w_id[cj], same))
+
+    auc_ci = M.cluster_bootstrap(weighted(lambda w: M.roc_auc(scores, same, w)), uniq, cfg.bootstrap, cfg.seed)
+    acc_ci = M.cluster_bootstrap(
+        weighted(lambda w: M.accuracy_at(scores, same, threshold, w)), uniq, cfg.bootstrap, cfg.seed
+    )
+    return {
+        "auc": M.roc_auc(scores, same),
+        "auc_lo": auc_ci["lo"],
+        "auc_hi": auc_ci["hi"],
+        "accuracy": M.accuracy_at(scores, same, threshold),
+        "accuracy_lo": acc_ci["lo"],
+        "accuracy_hi": acc_ci["hi"],
     }

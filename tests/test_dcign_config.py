@@ -39,6 +39,10 @@ def test_overrides():
         ({"steps": 2.5}, "train.steps must be a positive integer, got 2.5"),
         ({"kl_clamped": "yes"}, "train.kl_clamped must be true or false"),
         ({"clamp_grad": "sum"}, "train.clamp_grad must be one of replace, mean, got 'sum'"),
+        ({"clamp_to": "last"}, "train.clamp_to must be one of mean, first, got 'last'"),
+        ({"own_recon": -1}, "train.own_recon must be a non-negative number, got -1"),
+        ({"decoder_steps": 1.5}, "train.decoder_steps must be a non-negative integer, got 1.5"),
+        ({"decoder_steps": 3000}, "train.decoder_steps (3000) must be below steps (3000): they are the last of them"),
         (
             {"method": "gan"},
             "train.method must be one of dcign, vae, beta_vae, beta_tcvae, factor_vae, ada_gvae, got 'gan'",

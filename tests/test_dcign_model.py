@@ -198,3 +198,53 @@ def test_normalisation_and_init_options_build_and_run(norm, conv_init):
         assert abs(w.std().item() - (2 / w[0].numel()) ** 0.5) < 0.3 * (2 / w[0].numel()) ** 0.5
     out = model(torch.rand(4, 1, 16, 16), active="light", invariance=0.01)
     assert out.logits.shape == (4, 1, 16, 16)
+
+
+def test_clamp_to_first_sets_the_first_code_and_shares_its_gradient():
+    """to="first" (the released code): forward is where(mask, z[0], z); with through_mean the first row
+    gets the summed gradient of every clamped row (autograd's), without it only the pull to the mean."""
+    torch.manual_seed(0)
+    z = torch.randn(5, 4, requires_grad=True)
+    mask = torch.tensor([True, False, True, False])
+    out = clamp_to_batch_mean(z, mask, 0.3, to="first")
+    assert torch.equal(out[:, mask], z.detach()[:1, mask].expand(5, -1)) and torch.equal(out[:, ~mask], z[:, ~mask])
+    g = torch.randn(5, 4)
+    out.backward(g)
+    pull = 0.3 * (z.detach() - z.detach().mean(0))
+    assert torch.equal(z.grad[:, ~mask], g[:, ~mask]) and torch.allclose(z.grad[:, mask], pull[:, mask])
+    z.grad = None
+    clamp_to_batch_mean(z, mask, 0.3, through_mean=True, to="first").backward(g)
+    z2 = z.detach().clone().requires_grad_(True)
+    torch.where(mask, z2[:1], z2).backward(g)
+    assert torch.allclose(z.grad[:, mask], (z2.grad + pull)[:, mask])
+    assert torch.allclose(z.grad[0, mask], (g.sum(0) + pull[0])[mask])
+    with pytest.raises(ValueError, match="clamp target"):
+        clamp_to_batch_mean(z, mask, 0.3, to="last")
+
+
+@pytest.mark.parametrize("active", ["azimuth", "intrinsic"])
+def test_own_recon_trains_the_decoder_only_on_each_images_own_code(active):
+    """own_recon adds w * NLL(decode(stop_grad(z)), x): the decoder's gradients gain exactly that term's,
+    the encoder's are those of the paper's objective alone."""
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=16, recon="bernoulli", **TINY))
+    x, eps, lam, w = torch.rand(6, 1, 16, 16), torch.randn(6, 8), 0.05, 0.7
+    paper, _ = _model_grads(model, x, eps, lam, active, "replace")
+    model.zero_grad()
+    out = model(x, active=active, invariance=lam, eps=eps, own_recon=True)
+    t = loss_terms(model, out, x, active)
+    (t["recon"] + t["kl"] + w * t["own_recon"]).backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    # the written-out own term, on the same sample z
+    model.zero_grad()
+    mu, logvar = model.encode(x)
+    z = (mu + eps * torch.exp(0.5 * logvar)).detach()
+    own = F.binary_cross_entropy_with_logits(model.decoder(z), x, reduction="sum") / len(x)
+    assert torch.allclose(t["own_recon"], own.detach(), rtol=1e-5)
+    (w * own).backward()
+    for n, p in model.named_parameters():
+        if n.startswith("encoder"):
+            assert p.grad is None and torch.allclose(got[n], paper[n], rtol=1e-4, atol=1e-6), n
+        else:
+            assert torch.allclose(got[n], paper[n] + p.grad, rtol=1e-4, atol=1e-6), n
+    assert torch.equal(out.logits, model(x, active=active, invariance=lam, eps=eps).logits)  # clamped path unchanged

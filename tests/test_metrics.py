@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from pipeline.metrics import (
+    accuracy_at,
     best_single_latent,
     beta_vae_score,
+    class_balanced,
     dci,
     dci_from_importance,
     dci_linear,
@@ -389,3 +391,43 @@ def test_ssim():
     a, b = np.full((20, 20), 0.5), np.full((20, 20), 0.6)
     c1 = 0.01**2
     assert ssim(a, b) == pytest.approx((2 * 0.5 * 0.6 + c1) / (0.25 + 0.36 + c1))
+
+
+def test_class_balanced_keeps_each_class_share():
+    w = np.array([4.0, 0.0, 1.0, 1.0, 2.0, 0.0])
+    y = np.array([True, True, False, False, False, False])
+    out = class_balanced(w, y)
+    assert np.allclose(out, [2.0, 0.0, 1.0, 1.0, 2.0, 0.0])  # positives sum to 2, negatives to 4
+    assert np.allclose(class_balanced(np.zeros(3), [True, False, False]), 0)
+
+
+def test_verification_accuracy_interval_contains_its_estimate():
+    """Known answer: every same-face pair is accepted and half of the different-face pairs are
+    rejected, so the accuracy is 0.75. With pairs weighted w_i * w_j alone, a same-face pair's w_i**2
+    counts about twice in a replicate and the interval sits near (2 * 1 + 0.5) / 3 = 0.83, above the
+    estimate; with the classes balanced it contains it."""
+    from pipeline.scoring import EvalConfig, verification_scores
+
+    n_id, per = 60, 6
+    ids = np.arange(n_id)
+    same_i = np.repeat(ids, per)  # same-face pairs (i, i), all scored above the threshold
+    diff_i = np.repeat(ids, per)
+    diff_j = (diff_i + 1 + np.tile(np.arange(per), n_id)) % n_id
+    diff_s = np.tile([1.0, 0.0], n_id * per // 2)  # half accepted (wrong), half rejected
+    scores = np.concatenate([np.ones(n_id * per), diff_s])
+    same = np.concatenate([np.ones(n_id * per, bool), np.zeros(n_id * per, bool)])
+    out = verification_scores(
+        scores, same, 0.5, np.concatenate([same_i, diff_i]), np.concatenate([same_i, diff_j]), EvalConfig(bootstrap=400)
+    )
+    assert out["accuracy"] == 0.75 and out["auc"] == 0.75
+    assert out["accuracy_lo"] <= 0.75 <= out["accuracy_hi"]
+    assert abs((out["accuracy_lo"] + out["accuracy_hi"]) / 2 - 0.75) < 0.01
+    assert out["auc_lo"] <= 0.75 <= out["auc_hi"]
+    # the unbalanced weighting this replaces: its replicates' mean is far above the estimate
+    rng = np.random.default_rng(0)
+    pair_i, pair_j = np.concatenate([same_i, diff_i]), np.concatenate([same_i, diff_j])
+    reps = []
+    for _ in range(200):
+        w_id = np.bincount(rng.integers(n_id, size=n_id), minlength=n_id).astype(float)
+        reps.append(accuracy_at(scores, same, 0.5, w_id[pair_i] * w_id[pair_j]))
+    assert np.mean(reps) > 0.8

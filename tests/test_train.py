@@ -273,6 +273,10 @@ def test_unwritable_out_and_missing_data(data, tmp_path):
         {"method": "vae"},
         {"kl_clamped": True},
         {"clamp_grad": "mean"},
+        {"clamp_to": "first"},
+        {"own_recon": 1.0},
+        {"own_recon": 0.5, "clamp_to": "first", "clamp_grad": "mean", "decoder_steps": 1},
+        {"method": "vae", "decoder_steps": 1},
         {"precision": "bf16"},
         {"batches_per_step": 2, "optimizer": "rmsprop"},
         {"channels_last": False, "model": ModelConfig(filters=(4, 4), latent=8, recon="bernoulli")},
@@ -380,3 +384,38 @@ def test_kills_and_resumes_write_the_checkpoint_bytes_of_a_straight_run(rendered
     train(cfg, [rendered_sweep], tmp_path / "killed", resume=True)
     for name in ("model.safetensors", "optimizer.pt", "model.json"):
         assert (tmp_path / "killed" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+
+
+def test_decoder_phase_freezes_the_encoder_and_fits_the_decoder(data, tmp_path):
+    """The last decoder_steps leave the encoder where the clamped steps left it and change only the decoder."""
+    train(tiny(steps=3), data, tmp_path / "clamped")
+    s = train(tiny(steps=6, decoder_steps=3), data, tmp_path / "phase", live_dir=tmp_path / "live")
+    before, after = weights(tmp_path / "clamped"), weights(tmp_path / "phase")
+    encoder = [k for k in before if k.startswith("encoder.")]
+    decoder = [k for k in before if k.startswith("decoder.")]
+    assert encoder and decoder
+    assert all(torch.equal(before[k], after[k]) for k in encoder)
+    assert all(not torch.equal(before[k], after[k]) for k in decoder if k.endswith("weight"))
+    # the phase has no invariance term
+    assert [float(r[1]) for r in rows(tmp_path / "live", "invariance")][3:] == [0.0] * 3
+    assert s["final_invariance"] > 0  # the window still holds the clamped steps
+
+
+def test_decoder_phase_resumes_exactly_and_refuses_another_length(data, tmp_path, monkeypatch):
+    cfg = tiny(decoder_steps=2)  # steps 1-4 clamped, 5-6 the decoder phase; a checkpoint at 3
+    train(cfg, data, tmp_path / "straight")
+    real = dcign.train.save_checkpoint
+
+    def dies_at_6(out_dir, model, opt, cfg_, step, extra):
+        if step == 6:
+            raise KeyboardInterrupt  # stands in for a kill inside the decoder phase
+        real(out_dir, model, opt, cfg_, step, extra)
+
+    monkeypatch.setattr(dcign.train, "save_checkpoint", dies_at_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, data, tmp_path / "out")
+    monkeypatch.undo()
+    with pytest.raises(TrainError, match="steps=6 \\(now 8\\)"):  # the phase is the last decoder_steps
+        train(replace(cfg, steps=8), data, tmp_path / "out", resume=True)
+    train(cfg, data, tmp_path / "out", resume=True)
+    assert same_weights(tmp_path / "out", tmp_path / "straight")

@@ -19,6 +19,7 @@ from .mig_continuous import mig_continuous
 from .recognition import (
     accuracy_at,
     best_threshold,
+    class_balanced,
     identification,
     pair_scores,
     roc_auc,
@@ -37,6 +38,7 @@ __all__ = [
     "best_threshold",
     "beta_vae_score",
     "bootstrap_mean",
+    "class_balanced",
     "cluster_bootstrap",
     "dci",
     "dci_from_importance",

@@ -310,6 +310,33 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(mid if mid > uniq[k - 1] else uniq[k])
 
 
+def class_balanced(weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Pair weights rescaled so that each class keeps its share of the pairs: ``w * n_c / sum_c(w)``.
+
+    In a cluster bootstrap over identities a pair of items weighs the product of their identities'
+    draw counts, ``w_i * w_j``. For a same-identity pair that is ``w_i**2``, whose expectation under
+    multinomial resampling is about 2, against 1 for a pair of two identities: unrescaled, replicates
+    count positives twice and an accuracy's percentile interval moves off its own estimate. A class
+    whose weights sum to 0 keeps weight 0 (nan statistics are then left out by the bootstrap).
+
+    Args:
+      weights: ``(P,)`` non-negative pair weights.
+      labels: ``(P,)`` bool or 0/1, the pair's class.
+
+    Returns:
+      ``(P,)`` float weights with the same total per class as unit weights.
+    """
+    w = np.asarray(weights, dtype=float).ravel()
+    y = np.asarray(labels).ravel().astype(bool)
+    out = np.zeros_like(w)
+    for cls in (False, True):
+        sel = y == cls
+        total = w[sel].sum()
+        if total > 0:
+            out[sel] = w[sel] * (sel.sum() / total)
+    return out
+
+
 def accuracy_at(scores: np.ndarray, labels: np.ndarray, threshold: float, weights: np.ndarray | None = None) -> float:
     """(Weighted) accuracy of ``same = score >= threshold``; nan when the weights sum to 0."""
     s, y, w = _scores_labels(scores, labels, weights)
