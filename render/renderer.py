@@ -69,7 +69,7 @@ class Renderer:
                 from render.scene import FaceScene
 
                 if self.job is not None:
-                    self._model = load_face_model(self.job.model)
+                    self._model = load_face_model(self.job.model, quiet=True)  # its caller loaded it first, not quiet
                 s = self.settings
                 self._scene = FaceScene(s.resolution, s.samples, threads=s.threads, device=s.device)
                 stack.callback(self._scene.close)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from render.atomic import atomic_write_bytes, sha256_bytes, sha256_file
+from render.text import printable
 
 FORMAT = "dcign-shards/1"
 MANIFEST = "manifest.json"
@@ -124,7 +125,7 @@ def load_shard(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise ShardError(f"{path}: unreadable shard ({e})") from None
+        raise ShardError(f"{path}: unreadable shard ({printable(e)})") from None
 
 
 @dataclass

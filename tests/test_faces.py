@@ -12,8 +12,8 @@ import scipy.io
 import trimesh
 from click.testing import CliRunner
 
+from render.faces import bfm2017, procedural
 from render.faces import cli as faces_cli
-from render.faces import procedural
 from render.faces.loaders import FaceModelError, load_face_model, save_npz, validate
 from render.faces.model import MorphableModel
 
@@ -184,19 +184,37 @@ def test_bfm2009_loader(tmp_path):
     assert np.abs(albedo - cols).max() > 1e-3
 
 
+def write_bfm2017(path, group: str | None = None, drop: tuple[str, ...] = (), **overrides):
+    """BFM 2017 layout (centimetres, colours in [0, 1]); ``overrides`` by key with "/" as "__".
+
+    ``group`` names a key stored as an HDF5 group (holding its data) instead of a dataset;
+    ``drop`` keys are left out.
+    """
+    mean, pcs, std, tex_mean, tex_pcs, tex_std, tris = tiny_pca(seed=1)
+    data = {
+        "shape/model/mean": (mean.reshape(-1) * 100).astype(np.float32),
+        "shape/model/pcaBasis": pcs.astype(np.float32),
+        "shape/model/pcaVariance": ((std * 100) ** 2).astype(np.float32),
+        "shape/representer/points": (mean.T * 100).astype(np.float32),
+        "shape/representer/cells": tris.T.astype(np.int32),
+        "color/model/mean": tex_mean.reshape(-1).astype(np.float32),
+        "color/model/pcaBasis": tex_pcs.astype(np.float32),
+        "color/model/pcaVariance": (tex_std**2).astype(np.float32),
+        "expression/model/mean": np.zeros(3 * V_ICO, np.float32),
+    }
+    data.update({k.replace("__", "/"): v for k, v in overrides.items()})
+    with h5py.File(path, "w") as f:
+        for key, value in data.items():
+            if key == group:
+                f.create_group(key)["data"] = value
+            elif key not in drop:
+                f[key] = value
+    return path
+
+
 def test_bfm2017_loader(tmp_path):
     mean, pcs, std, tex_mean, tex_pcs, tex_std, tris = tiny_pca(seed=1)
-    path = tmp_path / "model2017-1_bfm_nomouth.h5"
-    with h5py.File(path, "w") as f:
-        f["shape/model/mean"] = (mean.reshape(-1) * 100).astype(np.float32)
-        f["shape/model/pcaBasis"] = pcs.astype(np.float32)
-        f["shape/model/pcaVariance"] = ((std * 100) ** 2).astype(np.float32)
-        f["shape/representer/points"] = (mean.T * 100).astype(np.float32)
-        f["shape/representer/cells"] = tris.T.astype(np.int32)
-        f["color/model/mean"] = tex_mean.reshape(-1).astype(np.float32)
-        f["color/model/pcaBasis"] = tex_pcs.astype(np.float32)
-        f["color/model/pcaVariance"] = (tex_std**2).astype(np.float32)
-        f["expression/model/mean"] = np.zeros(3 * V_ICO, np.float32)
+    path = write_bfm2017(tmp_path / "model2017-1_bfm_nomouth.h5")
     m = load_face_model(str(path))
     c = np.array([-1.0, 0.5, 2.0])
     np.testing.assert_allclose(m.instance(c, np.zeros(2))[0], expected_vertices(mean, pcs, std, c), atol=1e-4)
@@ -357,6 +375,122 @@ def test_bad_inputs_raise_face_model_error_naming_the_file(tmp_path):
         assert path.name in message, (label, message)
         assert "\n" not in message, (label, message)
         assert isinstance(info.value, ValueError)
+
+
+def one_line_error(path) -> str:
+    """The FaceModelError of loading ``path``: checked to be one printable line naming the file."""
+    with pytest.raises(FaceModelError) as info:
+        load_face_model(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and message.isprintable(), message
+    return message
+
+
+# A part of a model that is there but cannot be read is an error naming the field, never a smaller model.
+@pytest.mark.parametrize(
+    "field, value, kind",
+    [
+        ("texMU", "not a colour", "text"),
+        ("texPC", np.array([[np.ones(3)]], dtype=object), "a cell array"),
+        ("texEV", {"std": 1.0}, "a struct"),
+        ("shapeEV", "not a number", "text"),
+    ],
+)
+def test_bfm2009_field_of_the_wrong_type_is_an_error_naming_it(tmp_path, field, value, kind):
+    message = one_line_error(write_bfm2009(tmp_path / "model.mat", **{field: value}))
+    assert f"{field} is {kind}, not a numeric array" in message
+
+
+@pytest.mark.parametrize("field", ["color/model/mean", "color/model/pcaBasis", "color/model/pcaVariance"])
+def test_bfm2017_group_instead_of_a_dataset_is_an_error_naming_it(tmp_path, field):
+    message = one_line_error(write_bfm2017(tmp_path / "model.h5", group=field))
+    assert f"{field} is an HDF5 group, not a dataset" in message
+
+
+def test_bfm2017_dataset_instead_of_a_group_is_an_error_naming_it(tmp_path):
+    path = write_bfm2017(tmp_path / "model.h5", drop=tuple(bfm2017.COLOUR))
+    with h5py.File(path, "a") as f:
+        f["color/model"] = np.zeros(3, np.float32)  # where the colour datasets belong
+    assert "color/model is an HDF5 dataset, not a group" in one_line_error(path)
+
+
+@pytest.mark.parametrize("fmt, field", [("mat", "texMU"), ("h5", "color/model/mean")])
+def test_a_colour_mean_far_outside_its_range_is_an_error_naming_it(tmp_path, fmt, field):
+    if fmt == "mat":  # 0-255 and [0, 1] colours, each times 1e300: they loaded as an all-white face
+        mean = tiny_pca()[3]
+        path = write_bfm2009(tmp_path / "model.mat", texMU=(mean.reshape(-1, 1) * 255 * 1e300))
+    else:
+        path = write_bfm2017(tmp_path / "model.h5", color__model__mean=tiny_pca(seed=1)[3].reshape(-1) * 1e300)
+    message = one_line_error(path)
+    assert f"{field} spans" in message and "sRGB colours are stored in 0-1 or 0-255" in message
+
+
+@pytest.mark.parametrize("field", ["shapeEV", "texEV"])
+def test_an_absurd_standard_deviation_is_an_error_naming_it(tmp_path, field):
+    std = tiny_pca()[2 if field == "shapeEV" else 5]
+    path = write_bfm2009(tmp_path / "model.mat", **{field: std.reshape(-1, 1) * 1e300})
+    assert f"{field} component 0 moves each value by" in one_line_error(path)
+
+
+@pytest.mark.parametrize("fmt, missing", [("mat", "texPC"), ("h5", "color/model/pcaVariance")])
+def test_an_incomplete_colour_model_is_an_error_naming_what_is_missing(tmp_path, fmt, missing):
+    if fmt == "mat":
+        path = tmp_path / "model.mat"
+        write_bfm2009(path)
+        data = {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__") and k != missing}
+        scipy.io.savemat(str(path), data)
+    else:
+        path = write_bfm2017(tmp_path / "model.h5", drop=(missing,))
+    assert f"incomplete colour model: {missing} missing" in one_line_error(path)
+
+
+@pytest.mark.parametrize("fmt", ["mat", "h5", "bin"])
+def test_a_model_without_colours_loads_and_says_so_in_one_line(tmp_path, capsys, fmt):
+    if fmt == "mat":
+        path = tmp_path / "model.mat"
+        write_bfm2009(path)
+        data = {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith(("__", "tex"))}
+        scipy.io.savemat(str(path), data)
+    elif fmt == "h5":
+        path = write_bfm2017(tmp_path / "model.h5", drop=tuple(bfm2017.COLOUR))
+    else:
+        path = write_eos(tmp_path / "model.bin", version=1, colour=False)[0]
+    capsys.readouterr()
+    m = load_face_model(path)
+    assert m.n_albedo == 0 and np.ptp(m.albedo_mean, axis=0).max() == 0  # as before: one skin colour
+    err = capsys.readouterr().err
+    assert err == f"warning: {path}: no colour model: every face gets the same uniform skin colour\n"
+    load_face_model(path, quiet=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_a_mesh_folder_says_how_many_meshes_have_no_colours(tmp_path, capsys):
+    write_mesh_folder(tmp_path / "meshes")  # a coloured sphere and a plain box
+    capsys.readouterr()
+    load_face_model(tmp_path / "meshes")
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"warning: {tmp_path / 'meshes'}: 1 of 2 meshes have no vertex colours: they get one uniform skin colour\n"
+    )
+
+
+def test_eos_landmarks_out_of_range_are_left_out_in_one_line(tmp_path, capsys):
+    path = write_eos(tmp_path / "sfm.bin", landmarks={"nose_tip": 7, "far": 10**6})[0]
+    capsys.readouterr()
+    assert load_face_model(path).landmarks == {"nose_tip": 7}
+    err = capsys.readouterr().err
+    assert err == f"warning: {path}: 1 landmarks name no vertex of {V_ICO} and are left out (first: 'far')\n"
+
+
+def test_corrupt_npz_directory_bytes_are_quoted_printable_and_short(tmp_path):
+    path = save_npz(load_face_model(write_bfm2009(tmp_path / "bfm.mat")), tmp_path / "model.npz")
+    data = bytearray(path.read_bytes())
+    data[26:28] = struct.pack("<H", 400)  # the first entry's name length: zipfile quotes 400 bytes of the archive
+    path.write_bytes(bytes(data))
+    message = one_line_error(path)
+    assert "not a readable .npz archive (File name in directory" in message
+    assert len(message) - len(str(path)) <= 200
 
 
 def test_validate_rejects_inconsistent_model(model):

@@ -138,6 +138,19 @@ def test_scratch_folders_of_dead_processes_are_removed(tmp_path):
     assert mine.exists() and new_legacy.exists() and not orphan.exists() and not old_legacy.exists()
 
 
+def test_a_corrupt_shard_is_named_in_one_short_printable_line(tmp_path):
+    path = tmp_path / shards.shard_name(0)
+    shards.write_shard(path, {"images": np.zeros((2, 4, 4), np.uint8)})
+    data = bytearray(path.read_bytes())
+    data[26:28] = (400).to_bytes(2, "little")  # the first entry's name length: zipfile quotes 400 bytes of the shard
+    path.write_bytes(bytes(data))
+    with pytest.raises(shards.ShardError) as info:
+        shards.load_shard(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: unreadable shard (File name in directory")
+    assert message.isprintable() and len(message) - len(str(path)) <= 200
+
+
 def test_a_failed_run_removes_only_the_empty_folders_it_created(tmp_path):
     from render.atomic import removed_if_failed_empty
 

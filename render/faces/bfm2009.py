@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from render.faces.canonical import colour_scale, fail, pca_model, real_array
+from render.faces.canonical import check_complete, colour_scale, fail, pca_model, real_array
 from render.faces.model import MorphableModel
 
 
@@ -23,11 +23,15 @@ def load(path: Path) -> MorphableModel:
     return from_arrays(path, data)
 
 
+NAMES = ("shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV")
+COLOUR = ("texMU", "texPC", "texEV")
+
+
 def from_arrays(path: Path, data: dict) -> MorphableModel:
     missing = [k for k in ("shapeMU", "shapePC", "shapeEV", "tl") if k not in data]
     if missing:
         raise fail(path, f"not a Basel Face Model 2009 file: missing {', '.join(missing)}")
-    has_tex = all(k in data for k in ("texMU", "texPC", "texEV"))
+    has_tex = check_complete(path, data, COLOUR)
     tex_range = colour_scale(real_array(path, "texMU", data["texMU"])) if has_tex else 1.0
     return pca_model(
         path,
@@ -40,4 +44,5 @@ def from_arrays(path: Path, data: dict) -> MorphableModel:
         data["texEV"] if has_tex else None,
         colour_range=tex_range,
         one_based=True,
+        names=NAMES,
     )

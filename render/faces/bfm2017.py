@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from render.faces import bfm2009
-from render.faces.canonical import colour_scale, fail, pca_model, real_array
+from render.faces.canonical import check_complete, colour_scale, fail, pca_model, real_array
 from render.faces.model import MorphableModel
+
+NAMES = tuple(f"{part}/model/{k}" for part in ("shape", "color") for k in ("mean", "pcaBasis", "pcaVariance"))
+COLOUR = NAMES[3:]
 
 
 def load(path: Path) -> MorphableModel:
@@ -36,9 +39,8 @@ def from_arrays(path: Path, data: dict) -> MorphableModel:
     if missing:
         raise fail(path, f"not a Basel Face Model 2017 file: missing {', '.join(missing)}")
     var = real_array(path, "shape/model/pcaVariance", data["shape/model/pcaVariance"])
-    colour = [data.get(f"color/model/{k}") for k in ("mean", "pcaBasis", "pcaVariance")]
-    has_colour = all(c is not None for c in colour)
-    cmean, cbasis, cvar = colour if has_colour else (None, None, None)
+    has_colour = check_complete(path, data, COLOUR)
+    cmean, cbasis, cvar = (data[k] for k in COLOUR) if has_colour else (None, None, None)
     if has_colour:
         cmean = real_array(path, "color/model/mean", cmean)
         cvar = real_array(path, "color/model/pcaVariance", cvar)
@@ -55,4 +57,5 @@ def from_arrays(path: Path, data: dict) -> MorphableModel:
         cbasis,
         np.sqrt(cvar) if has_colour else None,
         colour_range=colour_scale(cmean) if has_colour else 1.0,
+        names=NAMES,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from render.faces.canonical import colour_scale, fail, pca_model
+from render.faces.canonical import colour_scale, fail, note, pca_model
 from render.faces.model import MorphableModel
 
 
@@ -97,8 +97,13 @@ def load(path: Path) -> MorphableModel:
         if np.any(v < 0):
             raise fail(path, f"{what} are negative")
     has_colour = c_mean.size > 0
+    if not has_colour and (c_basis.size or c_eig.size):
+        raise fail(path, "the colour model has a basis or eigenvalues but no mean")
     n_v = s_mean.size // 3
-    landmarks = {k: v for k, v in landmarks.items() if 0 <= v < n_v}
+    dropped = sorted(k for k, v in landmarks.items() if not 0 <= v < n_v)
+    if dropped:
+        note(path, f"{len(dropped)} landmarks name no vertex of {n_v} and are left out (first: {dropped[0]!r:.40})")
+    landmarks = {k: v for k, v in landmarks.items() if k not in dropped}
     return pca_model(
         path,
         s_mean,

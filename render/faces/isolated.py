@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from render.faces.canonical import fail
+from render.text import printable
 
 TIMEOUT_S = 300  # the full BFM 2017 (0.5 GB) reads in seconds; a file that takes minutes is not a model
 MAX_ELEMENTS = 1 << 28  # per array; the largest array of any BFM is 160,470 x 199 = 32 M elements
@@ -65,7 +66,7 @@ def read_arrays(kind: str, path: Path) -> dict[str, np.ndarray]:
             done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, env=env, check=False)
         except subprocess.TimeoutExpired:
             raise fail(path, f"reading took over {TIMEOUT_S} s; not a face model this project can read") from None
-        last = (done.stderr.strip().splitlines() or [""])[-1]
+        last = printable((done.stderr.strip().splitlines() or [""])[-1])  # the child's words, not raw bytes
         if done.returncode == REFUSED:
             raise fail(path, last)
         if done.returncode < 0:
@@ -91,6 +92,13 @@ def _numeric(a) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind in "biufc"  # structs, cells and text are not model arrays
 
 
+def _kind(a) -> str:
+    """What a MATLAB variable that is not a numeric array is, in MATLAB's words."""
+    if not isinstance(a, np.ndarray):
+        return f"a {type(a).__name__}"  # a sparse matrix
+    return {"U": "text", "S": "text", "O": "a cell array", "V": "a struct"}.get(a.dtype.kind, f"of dtype {a.dtype}")
+
+
 def _read_mat(path: Path) -> dict[str, np.ndarray]:
     import scipy.io
 
@@ -102,19 +110,30 @@ def _read_mat(path: Path) -> dict[str, np.ndarray]:
     for name, shape, _ in declared:
         if name in BFM2009_KEYS:
             _check_size(name, shape, total)
-    data = scipy.io.loadmat(str(path), variable_names=BFM2009_KEYS)
-    return {k: v for k, v in data.items() if k in BFM2009_KEYS and _numeric(v)} | {LAYOUT: np.array("bfm2009")}
+    data = {k: v for k, v in scipy.io.loadmat(str(path), variable_names=BFM2009_KEYS).items() if k in BFM2009_KEYS}
+    for k, v in data.items():
+        if not _numeric(v):  # present but unreadable: never a smaller model
+            raise Refused(f"{k} is {_kind(v)}, not a numeric array")
+    return data | {LAYOUT: np.array("bfm2009")}
 
 
 def _read_dataset(f, key: str, total: list[int]) -> np.ndarray | None:
     import h5py
 
-    node = f.get(key)
+    node, parts = f, key.split("/")
+    for i, part in enumerate(parts):
+        if not isinstance(node, h5py.Group):
+            raise Refused(f"{'/'.join(parts[:i])} is an HDF5 dataset, not a group holding {key}")
+        if part not in node:
+            return None
+        node = node.get(part)
     if not isinstance(node, h5py.Dataset):
-        return None
+        raise Refused(f"{key} is an HDF5 {'group' if isinstance(node, h5py.Group) else 'object'}, not a dataset")
     _check_size(key, node.shape, total)
-    if node.dtype.kind not in "biufc":
-        raise Refused(f"{key} has dtype {node.dtype}, not numbers")
+    matlab_class = node.attrs.get("MATLAB_class", b"")
+    matlab_class = matlab_class.decode(errors="replace") if isinstance(matlab_class, bytes) else str(matlab_class)
+    if node.dtype.kind not in "biufc" or matlab_class in ("char", "cell", "struct"):
+        raise Refused(f"{key} has dtype {node.dtype}{f' ({matlab_class})' if matlab_class else ''}, not numbers")
     stored = node.id.get_storage_size()
     # Uncompressed data must be in the file: a header that declares more is corrupt (reading
     # would fabricate fill values, or allocate gigabytes for a file of a few bytes).
@@ -143,7 +162,7 @@ def main(argv: list[str]) -> int:
         print(e, file=sys.stderr)
         return REFUSED
     except Exception as e:  # noqa: BLE001 - any failure of a reader on this file is the same answer
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = printable((str(e).strip().splitlines() or [type(e).__name__])[0])
         print(f"not a readable {_NAMES[kind]} file ({type(e).__name__}: {first})", file=sys.stderr)
         return REFUSED
     with open(out, "wb") as f:

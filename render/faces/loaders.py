@@ -18,14 +18,16 @@ with one line naming the file and the problem.
 from __future__ import annotations
 
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from render.faces import bfm2009, bfm2017, eos, meshes, npz
-from render.faces.canonical import as_triangles, check_finite, fail
+from render.faces.canonical import as_triangles, check_finite, collect_notes, fail
 from render.faces.model import FaceModelError, MorphableModel
 from render.faces.npz import save_npz
+from render.text import printable
 
 __all__ = ["DEFAULT_NAMES", "FaceModelError", "load_face_model", "save_npz", "validate"]
 
@@ -129,11 +131,20 @@ def _sniff(path: Path):
     return None
 
 
-def load_face_model(path: str | Path | None = None) -> MorphableModel:
+def load_face_model(path: str | Path | None = None, quiet: bool = False) -> MorphableModel:
     """Load a morphable face model; ``None`` or ``"default"`` gives the procedural head.
 
-    Raises :class:`FaceModelError` (a ValueError) with the file and the problem.
+    Raises :class:`FaceModelError` (a ValueError) with the file and the problem. A model that
+    loads but lacks a part (no colours) is said on stderr, one line, unless ``quiet``.
     """
+    with collect_notes() as notes:
+        model = _load(path)
+    for line in notes if not quiet else ():
+        print(f"warning: {line}", file=sys.stderr)
+    return model
+
+
+def _load(path: str | Path | None) -> MorphableModel:
     if path is None or (isinstance(path, str) and path.strip().lower() in DEFAULT_NAMES):
         from render.faces.procedural import procedural_face_model
 
@@ -160,5 +171,5 @@ def load_face_model(path: str | Path | None = None) -> MorphableModel:
     except FaceModelError:
         raise
     except (OSError, KeyError, TypeError, ValueError, IndexError, struct.error, MemoryError, OverflowError) as e:
-        raise fail(path, f"could not read the model ({type(e).__name__}: {e})") from None
+        raise fail(path, f"could not read the model ({type(e).__name__}: {printable(e)})") from None
     return validate(model, path)

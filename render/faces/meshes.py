@@ -18,10 +18,12 @@ from render.faces.canonical import (
     check_finite,
     default_colours,
     fail,
+    note,
     orient_outwards,
     srgb255_to_linear,
 )
 from render.faces.model import MorphableModel
+from render.text import printable
 
 SUFFIXES = (".obj", ".ply", ".off", ".stl")
 
@@ -75,15 +77,15 @@ def _prescan(path: Path) -> None:
         check_off_header(path, "\n".join(head.splitlines()[:-1] or [head]), size)
 
 
-def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One mesh in the canonical frame: (vertices, linear colours, triangles)."""
+def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """One mesh in the canonical frame: (vertices, linear colours or None when it has none, triangles)."""
     import trimesh
 
     _prescan(path)
     try:
         mesh = trimesh.load(str(path), force="mesh", process=False)
     except Exception as e:
-        raise fail(path, f"not a readable mesh ({e})") from None
+        raise fail(path, f"not a readable mesh ({printable(e)})") from None
     verts = np.asarray(getattr(mesh, "vertices", np.zeros((0, 3))), np.float64)
     faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))))
     if len(verts) == 0:
@@ -99,17 +101,22 @@ def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             visual = visual.to_color()  # samples the texture at each vertex's UV
         if visual is not None and visual.kind == "vertex":
             colours = srgb255_to_linear(np.asarray(visual.vertex_colors)[:, :3])
-    except Exception:  # a broken texture only costs the colours
-        colours = None
-    if colours is None or len(colours) != len(verts):
-        colours = default_colours(len(verts))
+    except Exception as e:  # colours the file has but that cannot be read: never a silently grey face
+        raise fail(path, f"its colours or texture cannot be read ({type(e).__name__}: {printable(e)})") from None
+    if colours is not None and len(colours) != len(verts):
+        raise fail(path, f"{len(colours)} vertex colours for {len(verts)} vertices")
     centre, radius = canonical_frame(path, verts)
     verts = (verts - centre) / radius
-    return verts.astype(np.float32), colours.astype(np.float32), orient_outwards(verts, tris)
+    return verts.astype(np.float32), colours, orient_outwards(verts, tris)
 
 
 def load(path: Path, files: list[Path]) -> MorphableModel:
     meshes = [_load_mesh(f) for f in files]
+    grey = sum(c is None for _, c, _ in meshes)
+    if grey:
+        of = f"{grey} of {len(meshes)} meshes have" if len(meshes) > 1 else "the mesh has"
+        note(path, f"{of} no vertex colours: they get one uniform skin colour")
+    meshes = [(v, (default_colours(len(v)) if c is None else c).astype(np.float32), t) for v, c, t in meshes]
     v0, c0, t0 = meshes[0]
     tris = [t for _, _, t in meshes]
     return MorphableModel(

@@ -36,6 +36,7 @@ import numpy as np
 
 from render.faces.canonical import as_triangles, fail, real_array
 from render.faces.model import MorphableModel
+from render.text import printable
 
 _ARRAY_KEYS = ("shape_mean", "shape_basis", "shape_std", "albedo_mean", "albedo_basis", "albedo_std", "triangles")
 _IDENTITY_KEYS = (
@@ -94,9 +95,9 @@ def load(path: Path) -> MorphableModel:
             data = {k: z[k] for k in z.files}
     except ValueError as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]  # numpy's messages run over lines
-        raise fail(path, f"not a plain .npz archive ({first})") from None
-    except Exception as e:
-        raise fail(path, f"not a readable .npz archive ({e})") from None
+        raise fail(path, f"not a plain .npz archive ({printable(first)})") from None
+    except Exception as e:  # zipfile's messages may quote the archive's raw bytes
+        raise fail(path, f"not a readable .npz archive ({printable(e)})") from None
     missing = [k for k in _ARRAY_KEYS if k not in data]
     if missing:
         raise fail(path, f"missing keys {', '.join(missing)}")
