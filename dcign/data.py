@@ -120,5 +120,8 @@ def load_training_data(dirs: list[Path], device: torch.device | str = "cpu") -> 
     if dataset.n_batches == 0 or dataset.batch_size == 0:
         raise ShardError(f"dataset {', '.join(map(str, dirs))} holds no images")
     if dataset.batch_size < 2:
-        raise ShardError(f"render batches of {dataset.batch_size} image: clamping to a batch mean needs at least 2")
+        raise ShardError(
+            f"{', '.join(map(str, dirs))}: rendered in batches of {dataset.batch_size} image, but clamping to a batch"
+            " mean needs at least 2; render it again with --batch-size 2 or more (render.batch_size)"
+        )
     return TrainingData(dataset, device)

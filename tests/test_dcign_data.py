@@ -83,6 +83,18 @@ def test_missing_or_empty_dataset(tmp_path):
         load_training_data([])
 
 
+def test_batches_of_one_image_name_the_data_folder_and_the_fix(tmp_path):
+    (folder,) = make_fake_dataset(tmp_path, sweeps=("azimuth",), batch_size=1)
+    with pytest.raises(ShardError) as info:
+        load_training_data([folder])
+    message = str(info.value)
+    assert message.startswith(
+        f"{folder}: rendered in batches of 1 image, but clamping to a batch mean needs at least 2"
+    )
+    assert message.endswith("render it again with --batch-size 2 or more (render.batch_size)")
+    assert message.isprintable() and len(message) - len(str(folder)) <= 200
+
+
 def test_rgb_renders_become_grey():
     rgb = np.zeros((2, 3, 8, 8, 3), np.uint8)
     rgb[..., 1] = 100  # pure green -> 0.72 * 100
