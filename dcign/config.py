@@ -105,7 +105,7 @@ class ModelConfig:
         if self.group_sizes["intrinsic"] < 1:
             raise ConfigError(f"latent ({self.latent}) must exceed z_azimuth + z_elevation + z_light")
         if self.feature_size < 1:
-            raise ConfigError(f"resolution {self.resolution} is too small for {len(self.filters)} 2x2 poolings")
+            raise ConfigError(too_many_poolings(len(self.filters), self.resolution, prefix=""))
         _choice("recon", self.recon, ("bernoulli", "gaussian"))
         _positive_float("gaussian_std", self.gaussian_std)
         _nonneg_float("init_std", self.init_std)
@@ -401,7 +401,19 @@ def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> TrainConfi
     return config_from_params(load_params(path), overrides)
 
 
+def too_many_poolings(n_filters: int, resolution: int, prefix: str = "train.") -> str:
+    """The message for more 2x2 poolings (one per filter) than ``resolution`` x ``resolution`` images allow."""
+    fit = max(0, int(resolution).bit_length() - 1)  # 2**fit <= resolution
+    return (
+        f"{prefix}filters has {n_filters} entries ({n_filters} 2x2 poolings) but the data's images are"
+        f" {resolution}x{resolution}: at most {fit} fit; use fewer filters (train.filters or --set filters=[...])"
+    )
+
+
 def with_resolution(cfg: TrainConfig, resolution: int, channels: int = 1) -> TrainConfig:
+    """``cfg`` for the data's images; raises ConfigError naming train.filters when its poolings do not fit."""
+    if isinstance(resolution, int) and resolution > 0 and resolution < 2 ** len(cfg.model.filters):
+        raise ConfigError(too_many_poolings(len(cfg.model.filters), resolution))
     return replace(cfg, model=replace(cfg.model, resolution=resolution, channels=channels)).validate()
 
 

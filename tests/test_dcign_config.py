@@ -3,9 +3,18 @@
 import pytest
 import yaml
 from click.testing import CliRunner
+from dataset_fixtures import make_fake_dataset
 
 from dcign.cli import main
-from dcign.config import ConfigError, ModelConfig, TrainConfig, config_from_params, default_params, load_config
+from dcign.config import (
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    config_from_params,
+    default_params,
+    load_config,
+    with_resolution,
+)
 
 
 def write_params(path, **train):
@@ -95,3 +104,29 @@ def test_cli_params_error_is_one_line_and_writes_nothing(tmp_path):
 def test_cli_missing_params_file(tmp_path):
     r = CliRunner().invoke(main, ["--params", str(tmp_path / "p.yaml"), "--data", "x", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "params file not found" in r.output
+
+
+POOLINGS = (
+    "train.filters has 6 entries (6 2x2 poolings) but the data's images are 32x32: at most 5 fit;"
+    " use fewer filters (train.filters or --set filters=[...])"
+)
+
+
+def test_too_many_poolings_for_the_data_name_train_filters():
+    cfg = config_from_params(default_params(), ("filters=[32,32,32,32,32,32]",))  # fits the smallest resolution
+    assert with_resolution(cfg, 64).model.feature_size == 1
+    with pytest.raises(ConfigError) as e:
+        with_resolution(cfg, 32)
+    assert str(e.value) == POOLINGS
+    with pytest.raises(ConfigError) as e:  # a model config on its own (a checkpoint's) says the same
+        ModelConfig(resolution=32, filters=(32,) * 6).validate()
+    assert str(e.value) == POOLINGS.removeprefix("train.")
+
+
+def test_cli_too_many_poolings_for_the_data_is_one_line_naming_train_filters(tmp_path):
+    (data,) = make_fake_dataset(tmp_path / "data", sweeps=("azimuth",), resolution=32, n_batches=2, batch_size=2)
+    params, out = write_params(tmp_path / "params.yaml"), tmp_path / "out"
+    args = ["--params", str(params), "--set", "filters=[32,32,32,32,32,32]", "--data", str(data), "--out", str(out)]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code != 0 and r.output.strip() == f"Error: {POOLINGS}"
+    assert not out.exists()
