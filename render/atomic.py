@@ -146,3 +146,42 @@ def remove_orphaned_scratch(parent: Path, name: str, legacy_age_s: float = 86400
         shutil.rmtree(p, ignore_errors=True)
         removed.append(p)
     return removed
+
+
+BLENDER_SESSION = "blender_*"  # the folder Blender makes in the temp directory at start and deletes at exit
+BLENDER_OWNER = "dcign-owner.pid"  # written into it: the pid of the process it belongs to
+
+
+def claim_blender_session(tempdir: str | Path) -> None:
+    """Mark Blender's session folder (``bpy.app.tempdir``) as this process's; remove those of dead processes.
+
+    A SIGKILL skips Blender's clean-up, leaving a ``blender_*`` folder in the temp directory each
+    time; the pid inside tells a later run whose it was. Call again after Blender remakes the folder
+    (``read_factory_settings`` does).
+    """
+    if not str(tempdir):
+        return
+    tempdir = Path(tempdir)
+    remove_orphaned_blender_sessions(tempdir.parent)
+    with contextlib.suppress(OSError):  # no mark: the folder is only never cleaned by a later run
+        (tempdir / BLENDER_OWNER).write_text(str(os.getpid()))
+
+
+def remove_orphaned_blender_sessions(parent: Path) -> list[Path]:
+    """Delete the ``blender_*`` folders in ``parent`` marked by :func:`claim_blender_session` whose process is gone.
+
+    Unmarked folders (another program's Blender, or one started before this mark existed) and
+    other users' folders are left alone.
+    """
+    removed = []
+    for p in Path(parent).glob(BLENDER_SESSION):
+        try:
+            info = p.lstat()
+            pid = int((p / BLENDER_OWNER).read_text())
+        except (OSError, ValueError):
+            continue
+        if p.is_symlink() or not p.is_dir() or info.st_uid != os.getuid() or _alive(pid):
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from render import shards
-from render.atomic import atomic_write_json
+from render.atomic import atomic_write_json, claim_blender_session
 from render.job import RenderJob
 from render.shards import ShardError
 
@@ -21,6 +21,7 @@ from render.shards import ShardError
 def software_versions() -> dict:
     import bpy  # only workers and this record need Blender
 
+    claim_blender_session(bpy.app.tempdir)
     return {"python": platform.python_version(), "blender": bpy.app.version_string, "numpy": np.__version__}
 
 

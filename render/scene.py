@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from render import camera, lighting, material
-from render.atomic import remove_orphaned_scratch, scratch_prefix
+from render.atomic import claim_blender_session, remove_orphaned_scratch, scratch_prefix
 from render.job import DEVICES
 
 SCRATCH_NAME = "dcign-render"  # /dev/shm/dcign-render-<pid>-*: the frame each render writes
@@ -104,6 +104,7 @@ class FaceScene:
         if resolution <= 0 or samples <= 0:
             raise RenderError(f"resolution and samples must be positive, got {resolution} and {samples}")
         bpy.ops.wm.read_factory_settings(use_empty=True)
+        claim_blender_session(bpy.app.tempdir)  # the reset made Blender a new session folder
         self.scene = bpy.context.scene
         configure_cycles(self.scene, resolution, samples, threads, device)
         self.resolution = resolution

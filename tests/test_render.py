@@ -138,6 +138,23 @@ def test_scratch_folders_of_dead_processes_are_removed(tmp_path):
     assert mine.exists() and new_legacy.exists() and not orphan.exists() and not old_legacy.exists()
 
 
+def test_blender_session_folders_of_dead_processes_are_removed(tmp_path):
+    from render.atomic import BLENDER_OWNER, claim_blender_session
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now names no process
+    orphan, live, unmarked = (tmp_path / f"blender_{name}" for name in ("dead01", "live02", "other3"))
+    for d, owner in ((orphan, dead.pid), (live, os.getppid()), (unmarked, None)):
+        d.mkdir()
+        if owner is not None:
+            (d / BLENDER_OWNER).write_text(str(owner))
+    mine = tmp_path / "blender_mine04"  # this process's, as Blender just made it
+    mine.mkdir()
+    claim_blender_session(f"{mine}/")  # bpy.app.tempdir ends with a slash
+    assert not orphan.exists() and live.exists() and unmarked.exists()
+    assert (mine / BLENDER_OWNER).read_text() == str(os.getpid())
+
+
 def test_a_corrupt_shard_is_named_in_one_short_printable_line(tmp_path):
     path = tmp_path / shards.shard_name(0)
     shards.write_shard(path, {"images": np.zeros((2, 4, 4), np.uint8)})
@@ -322,10 +339,11 @@ def test_sigkill_then_rerun_is_byte_identical(tmp_path):
     n = 24
     options = dict(resolution=16, samples=2, batch_size=4, batches_per_shard=1)
     flags = [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
-    target = tmp_path / "killed"
+    target, tmp = tmp_path / "killed", tmp_path / "tmp"
     cmd = [sys.executable, "-m", "render.cli", "--sweep", "azimuth", "--batches", str(n), *flags]
     cmd += ["--out", str(target), "--workers", "1", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    tmp.mkdir()  # the temp directory of both runs, where Blender makes its session folder
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (target / "shard-00000.json").exists() and time.time() < deadline and proc.poll() is None:
@@ -334,10 +352,12 @@ def test_sigkill_then_rerun_is_byte_identical(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 1 <= len(list(target.glob("shard-*.json"))) < n  # killed part way
+    assert list(tmp.glob("blender_*"))  # the kill skipped Blender's clean-up
 
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert summary["complete"] and summary["skipped_shards"] >= 1 and summary["rendered_shards"] >= 1
+    assert not list(tmp.glob("blender_*"))  # the rerun removed the killed run's folder, then its own
     straight = tmp_path / "straight"
     render_sweep(job_from_params(None, "azimuth", "train", n, **options), straight, workers=1, progress=False)
     names = sorted(p.name for p in straight.glob("shard-*.npz"))
