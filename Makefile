@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # dvc stages run `python -m ...`: the venv goes first on PATH so that python is the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install browser repro test test-fast lint format exp explore metrics report bench bench-readme shell clean-venv
+.PHONY: help install browser repro test test-fast lint format exp explore metrics report bench bench-readme \
+	shell clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -33,9 +34,9 @@ browser:  ## install Debian's chromium and chromium-driver when missing (root, a
 		|| echo "note: apt-get could not install chromium: the browser test will be skipped"; \
 	else echo "note: no chromium/chromedriver (and no apt-get as root): the browser test will be skipped"; fi
 
-repro: install  ## dvc repro (render -> train -> evaluate), then the metrics
+repro: install  ## dvc repro (render -> train -> evaluate), then the headline figures (all: dvc metrics show)
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/dcign-summary metrics
 
 test: install lint browser  ## ruff and every test (Blender, DVC, DDP, subprocess and browser tests too)
 	$(BIN)/python -m pytest -q
@@ -55,7 +56,7 @@ ARGS ?=
 
 exp: install  ## an experiment: make exp ARGS="-S train.steps=8000 -S train.invariance=0.1"
 	$(BIN)/dvc exp run $(ARGS)
-	$(BIN)/dvc exp show --only-changed
+	$(BIN)/dcign-summary exp
 
 explore: install  ## the explorer in the browser: make explore ARGS="--checkpoint models/dcign --port 7860"
 	$(BIN)/dcign-explore $(ARGS)
