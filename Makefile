@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # dvc stages run `python -m ...`: the venv goes first on PATH so that python is the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install browser repro test test-fast lint format exp explore metrics report bench bench-readme \
+.PHONY: help install browser repro push pull test test-fast lint format exp explore metrics report bench bench-readme \
 	shell clean-venv
 
 help:  ## list the targets
@@ -34,9 +34,19 @@ browser:  ## install Debian's chromium and chromium-driver when missing (root, a
 		|| echo "note: apt-get could not install chromium: the browser test will be skipped"; \
 	else echo "note: no chromium/chromedriver (and no apt-get as root): the browser test will be skipped"; fi
 
+# CI passes REPRO_ARGS=--pull: stages unchanged since a pushed run are restored from the remote.
+REPRO_ARGS ?=
+
 repro: install  ## dvc repro (render -> train -> evaluate), then the headline figures (all: dvc metrics show)
-	$(BIN)/dvc repro
+	$(BIN)/dvc repro $(REPRO_ARGS)
 	$(BIN)/dcign-summary metrics
+
+# The default remote is ../dcign-remote beside the checkout; docs/review.md points it elsewhere.
+push: install  ## dvc push --run-cache: outputs and run history to the DVC remote
+	$(BIN)/dvc push --run-cache
+
+pull: install  ## dvc pull --run-cache: outputs and run history from the DVC remote
+	$(BIN)/dvc pull --run-cache
 
 test: install lint browser  ## ruff and every test (Blender, DVC, DDP, subprocess and browser tests too)
 	$(BIN)/python -m pytest -q
