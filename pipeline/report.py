@@ -10,6 +10,14 @@ belongs to which plot and revision comes from ``dvc plots diff --json``, not fro
 The workspace side is whatever is checked out now (after ``dvc repro``); DVC reads the base's
 metrics from git, and its DVC-cached outputs (the image plots) only if they are in the local
 cache or a remote: a missing revision is reported as DVC's warning, not as an error.
+
+Each headline figure's change (``pipeline.experiments.HEADLINE``, from ``dvc metrics diff --json``)
+is marked as within or beyond the spread over training seeds that the study's record
+(``--runs``, ``docs/experiments/runs.json``) holds for the base's settings: the newest group of
+recorded runs that differ from the base's ``params.yaml`` only in ``seed``. Two runs that differ
+only in their seed differ by (x1 - x2) / (s * sqrt(2)) ~ Student's t with n - 1 degrees of freedom
+(s the sample std of the n recorded runs); a change with a two-sided p below 0.05 is beyond seed
+noise. Where no such runs are recorded the report says so and labels nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +31,13 @@ import tempfile
 from pathlib import Path
 
 import click
+import numpy as np
+import yaml
+from scipy import stats
+
+from pipeline.experiments import HEADLINE, IGNORED_PARAMS, OTHER_PIPELINES, RUNS, _flatten, dig, load_runs, seed_groups
+
+METRICS = "eval/metrics.json"  # the evaluation's metrics, where the headline figures are
 
 
 class ReportError(click.ClickException):
@@ -101,7 +116,124 @@ def _section(title: str, table: str, empty: str) -> list[str]:
     return [f"## {title}", "", table.strip() if len(rows) > 2 else empty, ""]  # header + rule only: no change
 
 
-def build_report(base: str, out: Path, plots_dir: Path, plots_url: str | None, cwd: Path) -> str:
+def base_params(base: str, cwd: Path) -> dict | None:
+    """The base revision's params.yaml (flat), or None where it has none."""
+    r = _run(["git", "show", f"{base}:./params.yaml"], cwd)
+    if r.returncode != 0:
+        return None
+    try:
+        data = yaml.safe_load(r.stdout)
+    except yaml.YAMLError as e:
+        raise ReportError(f"params.yaml at {base}: not YAML ({_last_line(str(e))})") from None
+    return _flatten(data) if isinstance(data, dict) else None
+
+
+def _setting(params: dict) -> dict:
+    """What makes a setting of the study: every param but the seed and the ones that change no result."""
+    return {
+        k: v for k, v in params.items() if k != "seed" and k not in IGNORED_PARAMS and not k.startswith(OTHER_PIPELINES)
+    }
+
+
+def seed_spread(params: dict, runs: dict) -> tuple[list[str], list[list[str]]]:
+    """(the newest group of recorded runs that differ from ``params`` only in seed, the older such groups).
+
+    A setting rerun on later code forms a group of its own (``seed_groups``); the newest is nearest the code."""
+    want = _setting(params)
+    groups = [names for names in seed_groups(runs).values() if _setting(runs[names[0]]["params"]) == want]
+    groups.sort(key=lambda names: max(str(runs[n].get("timestamp") or "") for n in names), reverse=True)
+    return (groups[0] if groups else []), groups[1:]
+
+
+def noise_verdict(old, new, spread: list[float]) -> tuple[str, float | None]:
+    """(verdict, p) of one figure's change against the values of runs that differ only in seed."""
+    if old is None or new is None:
+        return ("not at both revisions", None)
+    change = float(new) - float(old)
+    if change == 0:
+        return ("no change", None)
+    if len(spread) < 2:
+        return ("no recorded spread", None)
+    sd = float(np.std(spread, ddof=1))
+    # two runs of one setting differ by sd * sqrt(2); sd estimated from n runs: Student's t, n - 1 dof
+    p = float(2 * stats.t.sf(abs(change) / (sd * np.sqrt(2)), df=len(spread) - 1)) if sd > 0 else 0.0
+    return ("**beyond seed noise**" if p < 0.05 else "within seed noise", p)
+
+
+def _num(v, sign: str = "") -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, int):  # counts (active latents)
+        return f"{v:{sign}d}"
+    v = float(v)
+    return f"{v:{sign}.2f}" if abs(v) >= 10 else f"{v:{sign}.3f}"
+
+
+def headline_section(base: str, runs_path: Path, cwd: Path) -> list[str]:
+    """Each headline figure at the base and in the workspace, its change and whether that is beyond seed noise."""
+    listing = _dvc(["metrics", "diff", base, "--targets", METRICS, "--all", "--json"], cwd).stdout
+    try:
+        diff = next(iter((json.loads(listing or "{}") or {}).values()), {})
+    except (json.JSONDecodeError, AttributeError):
+        raise ReportError(f"dvc metrics diff --json gave no JSON: {_last_line(listing)}") from None
+    lines = ["## Headline figures against seed noise", ""]
+    figures = [(label, model, diff.get(f"{model}.{path}") or {}, path) for label, model, path in HEADLINE]
+    if not any(d.get("old") is not None or d.get("new") is not None for _, _, d, _ in figures):
+        return [*lines, f"No headline figure in `{METRICS}` at either revision.", ""]
+
+    params = base_params(base, cwd)
+    runs = load_runs(runs_path) if runs_path.is_file() else {}
+    names, older = seed_spread(params, runs) if params is not None else ([], [])
+    if names:
+        seeds = ", ".join(str(runs[n]["params"].get("seed")) for n in names)
+        lines.append(
+            f"Seed spread from {len(names)} runs in `{runs_path}` that differ from `{base}`'s `params.yaml` only "
+            f"in `seed`: {', '.join(names)} (seeds {seeds})"
+            + (
+                f"; older runs of the same settings, not used: {', '.join(n for g in older for n in g)}."
+                if older
+                else "."
+            )
+        )
+    elif params is None:
+        lines.append(f"`{base}` has no `params.yaml`: no seed spread to compare with; changes are not labelled.")
+    else:
+        where = f"no runs in `{runs_path}`" if runs_path.is_file() else f"no record at `{runs_path}`, so no runs"
+        lines.append(
+            f"No seed spread recorded for `{base}`'s settings ({where} differ from its `params.yaml` only in "
+            "`seed`): changes are not labelled. Record seeds with `dvc exp run -S seed=N` and "
+            "`dcign-experiments collect`."
+        )
+    table = [
+        "| figure | model | base | workspace | change | seed std (runs) | p | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    beyond, changed = [], 0
+    for label, model, d, path in figures:
+        old, new = d.get("old"), d.get("new")
+        spread = [float(x) for n in names if (x := dig(runs[n]["metrics"].get(model) or {}, path)) is not None]
+        verdict, p = noise_verdict(old, new, spread)
+        delta = None if old is None or new is None else new - old
+        changed += bool(delta)
+        if p is not None and p < 0.05:
+            beyond.append(f"{label} ({model}) {_num(delta, '+')}")
+        sd = f"{_num(np.std(spread, ddof=1))} ({len(spread)})" if len(spread) > 1 else "–"
+        cells = [label, model, _num(old), _num(new), _num(delta, "+"), sd, "–" if p is None else f"{p:.2f}", verdict]
+        table.append("| " + " | ".join(cells) + " |")
+    if beyond:
+        verdict_line = f"**{len(beyond)} of {len(figures)} headline figures changed beyond seed noise:** " + "; ".join(
+            beyond
+        )
+    elif names:
+        verdict_line = f"**No change beyond seed noise** ({changed} of {len(figures)} headline figures changed at all)."
+    else:
+        verdict_line = f"{changed} of {len(figures)} headline figures changed; none labelled."
+    return [*lines, "", verdict_line, "", *table, ""]
+
+
+def build_report(
+    base: str, out: Path, plots_dir: Path, plots_url: str | None, cwd: Path, runs_path: Path = RUNS
+) -> str:
     """Run the DVC diffs and return the markdown; writes DVC's plots into ``plots_dir``."""
     _, base_sha, head_sha = check_repo(cwd, base)
     tmp = _replace_plots_dir(plots_dir, cwd)  # first, so a bad --plots-dir fails before any work
@@ -111,6 +243,7 @@ def build_report(base: str, out: Path, plots_dir: Path, plots_url: str | None, c
         r = _dvc(["plots", "diff", base, "--out", str(tmp)], cwd)
         # The same images again, with which plot and revision each is: files into static/, JSON on stdout.
         listing = _dvc(["plots", "diff", base, "--json", "--out", str(tmp / "static")], cwd).stdout
+        headline = headline_section(base, runs_path, cwd)
         if plots_dir.exists():
             shutil.rmtree(plots_dir)
         os.replace(tmp, plots_dir)
@@ -125,6 +258,7 @@ def build_report(base: str, out: Path, plots_dir: Path, plots_url: str | None, c
         "",
         f"Workspace at {head} (with any uncommitted changes) compared with `{base}` (`{base_sha[:8]}`).",
         "",
+        *headline,
         *_section("Parameters", params, f"No parameter changed against `{base}`."),
         *_section("Metrics", metrics, f"No metric changed against `{base}`."),
         "## Plots",
@@ -187,13 +321,21 @@ def _image_tables(images: list[tuple[str, str, Path]], out: Path) -> list[str]:
     default=None,
     help="Link for the interactive plots instead of the local index.html (e.g. the CI run's artifacts).",
 )
-def main(base, out_path, plots_dir, plots_url):
+@click.option(
+    "--runs",
+    "runs_path",
+    default=RUNS,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The study's record (dcign-experiments collect): the seed spread of the headline figures.",
+)
+def main(base, out_path, plots_dir, plots_url, runs_path):
     """Write a markdown report of parameter, metric and plot changes against BASE."""
     if not base or base.startswith("-"):
         raise click.BadParameter(f"{base!r} is not a revision", param_hint="--base")
     from render.atomic import atomic_write_bytes
 
-    text = build_report(base, out_path, plots_dir, plots_url, Path.cwd())
+    text = build_report(base, out_path, plots_dir, plots_url, Path.cwd(), runs_path)
     try:
         atomic_write_bytes(out_path, text.encode())
     except OSError as e:
