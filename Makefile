@@ -34,7 +34,7 @@ browser:  ## install Debian's chromium and chromium-driver when missing (root, a
 		|| echo "note: apt-get could not install chromium: the browser test will be skipped"; \
 	else echo "note: no chromium/chromedriver (and no apt-get as root): the browser test will be skipped"; fi
 
-# CI passes REPRO_ARGS=--pull: stages unchanged since a pushed run are restored from the remote.
+# CI passes REPRO_ARGS=--pull: stages that match dvc.lock are restored from the remote, not run.
 REPRO_ARGS ?=
 
 repro: install  ## dvc repro (render -> train -> evaluate), then the headline figures (all: dvc metrics show)
