@@ -150,7 +150,7 @@ class TrainConfig:
     # What the clamped latents are set to: mean (the paper: their batch mean) or first (the released
     # code: the first image's code). The invariance pull is toward the batch mean either way.
     clamp_to: str = "mean"
-    # Weight of a second reconstruction of every image of a sweep batch from its own sampled code,
+    # Weight of a second reconstruction of every image of a sweep batch from its own posterior mean,
     # unclamped, whose gradient reaches the decoder only: the decoder also learns to draw the face a
     # code holds, while the encoder keeps the paper's objective. 0 is the paper (a deviation).
     own_recon: float = 0.0

@@ -94,7 +94,7 @@ class Output(NamedTuple):
     mu: torch.Tensor  # (N, D)
     logvar: torch.Tensor  # (N, D)
     z: torch.Tensor  # (N, D) sampled code, before clamping
-    own_logits: torch.Tensor | None = None  # (N, C, R, R) decoded from z unclamped, its gradient to the decoder only
+    own_logits: torch.Tensor | None = None  # (N, C, R, R) decoded from mu unclamped, its gradient to the decoder only
 
 
 class DCIGN(nn.Module):
@@ -145,8 +145,8 @@ class DCIGN(nn.Module):
         of ``invariance * 1/2 ||z - mean||^2`` per image in a batch-averaged loss); ``clamp_grad``
         ``replace`` discards their reconstruction gradient (the paper), ``mean`` keeps the batch
         mean's; ``clamp_to`` ``first`` clamps to the first image's code (the released code) instead of
-        the mean. ``own_recon`` also decodes every image's own code, unclamped and detached from the
-        encoder (``Output.own_logits``). None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when
+        the mean. ``own_recon`` also decodes every image's own posterior mean, unclamped and detached
+        from the encoder (``Output.own_logits``). None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when
         None. ``pairs``: images ``i`` and ``i + N/2`` are a pair whose posteriors are averaged over the latents they are
         inferred to share before sampling (Ada-GVAE); ``mu``, ``logvar`` are then the averaged ones.
         """
@@ -165,8 +165,9 @@ class DCIGN(nn.Module):
         z_dec = clamp_to_batch_mean(z, mask, invariance / z.shape[0], clamp_grad == "mean", clamp_to)
         if not own_recon:
             return Output(self.decoder(z_dec), mu, logvar, z)
-        # One decoder pass over both codes: (2N, D) -> (2N, C, R, R), split into clamped and own.
-        logits, own_logits = self.decoder(torch.cat([z_dec, z.detach()])).chunk(2)
+        # One decoder pass over both codes: (2N, D) -> (2N, C, R, R), split into clamped and own. The own
+        # code is the mean, the code evaluation and editing decode: a sample's noise hid the face (c17).
+        logits, own_logits = self.decoder(torch.cat([z_dec, mu.detach()])).chunk(2)
         return Output(logits, mu, logvar, z, own_logits)
 
 

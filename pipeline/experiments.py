@@ -44,6 +44,7 @@ HEADLINE = (
     ("AUC intr.", "dcign", "recognition.intrinsic.verification.auc"),
     ("edit az margin", "dcign", "rerender.azimuth.psnr_margin"),
     ("identity az", "dcign", "rerender.azimuth.edit.identity"),
+    ("id. decode(µ) az", "dcign", "rerender.azimuth.truth_code.identity"),
     ("base PSNR", "baseline", "reconstruction.psnr"),
     ("base MIG", "baseline", "disentanglement.mig_continuous"),
     ("base recog.", "baseline", "recognition.whole.identification.top1"),
@@ -77,12 +78,12 @@ class ExperimentsError(click.ClickException):
     """A record or report that cannot be made (one line)."""
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            out |= _flatten(v, key + ".")
+            out |= flatten(v, key + ".")
         else:
             out[key] = v
     return out
@@ -115,7 +116,7 @@ def parse_exp_show(rows: list) -> dict[str, dict]:
             found[name] = {
                 "rev": data.get("rev") or entry.get("rev"),
                 "timestamp": data.get("timestamp"),
-                "params": _flatten(params),
+                "params": flatten(params),
                 "metrics": metrics,
                 "train": {m: {k: t.get(k) for k in keep} for m, t in train.items()},
             }
@@ -289,6 +290,18 @@ RESULTS_ROWS = (
                 None,
             ),
             (f"re-render {f}: identity preserved", f"rerender.{f}.edit.identity", f"rerender.{f}.edit.identity", None),
+            (
+                f"re-render {f}: identity kept by the input unchanged",
+                f"rerender.{f}.input.identity",
+                f"rerender.{f}.input.identity",
+                None,
+            ),
+            (
+                f"re-render {f}: identity of decode(µ) of the true target",
+                f"rerender.{f}.truth_code.identity",
+                f"rerender.{f}.truth_code.identity",
+                None,
+            ),
         )
     ),
 )
@@ -433,6 +446,16 @@ TARGETS = (
                 lambda m, f=f: dig(m, f"dcign.rerender.{f}.psnr_margin"),
             ),
             (f"re-render {f}: identity preserved", 0.8, lambda m, f=f: dig(m, f"dcign.rerender.{f}.edit.identity")),
+            (
+                f"re-render {f}: identity kept, edit − input unchanged",
+                0.0,
+                _diff(f"dcign.rerender.{f}.edit.identity", f"dcign.rerender.{f}.input.identity"),
+            ),
+            (
+                f"re-render {f}: identity of decode(µ) of the true target",
+                0.8,
+                _at(f"dcign.rerender.{f}.truth_code.identity"),
+            ),
         )
     ),
 )

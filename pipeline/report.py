@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from pipeline.experiments import HEADLINE, IGNORED_PARAMS, OTHER_PIPELINES, RUNS, _flatten, dig, load_runs, seed_groups
+from pipeline.experiments import HEADLINE, IGNORED_PARAMS, OTHER_PIPELINES, RUNS, dig, flatten, load_runs, seed_groups
 
 METRICS = "eval/metrics.json"  # the evaluation's metrics, where the headline figures are
 
@@ -125,7 +125,7 @@ def base_params(base: str, cwd: Path) -> dict | None:
         data = yaml.safe_load(r.stdout)
     except yaml.YAMLError as e:
         raise ReportError(f"params.yaml at {base}: not YAML ({_last_line(str(e))})") from None
-    return _flatten(data) if isinstance(data, dict) else None
+    return flatten(data) if isinstance(data, dict) else None
 
 
 def _setting(params: dict) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.experiments import HEADLINE, IGNORED_PARAMS, RESULTS_ROWS, _flatten, dig
+from pipeline.experiments import HEADLINE, IGNORED_PARAMS, RESULTS_ROWS, dig, flatten
 
 METRICS = Path("eval/metrics.json")
 WIDTH = 100  # columns of the terminal the tables must fit
@@ -81,7 +81,7 @@ def exp_columns(rows: list) -> list[dict]:
         metrics = ((data.get("metrics") or {}).get(str(METRICS)) or {}).get("data")
         if not params:
             return None
-        return {"name": name, "params": _flatten(params), "metrics": metrics or {}, "time": data.get("timestamp")}
+        return {"name": name, "params": flatten(params), "metrics": metrics or {}, "time": data.get("timestamp")}
 
     for row in rows:
         rev = row.get("rev") or ""
