@@ -35,6 +35,7 @@ from pipeline import scoring as S
 from pipeline.encode import decode, encode
 from render.params import ParamsError, get, load_params, source
 from render.shards import RenderedDataset, ShardError, load_dataset, read_manifest
+from render.stopping import stop_on_signals
 from render.vocabulary import FACTORS, GRID, RECOGNITION, SWEEPS
 
 # Written together, then swapped in.
@@ -319,7 +320,8 @@ def main(params_path, model_specs, test_dirs, grid_dir, recognition_dir, train_d
         data = load_data(
             [Path(d) for d in test_dirs], Path(grid_dir), Path(recognition_dir), [Path(d) for d in train_dirs], cfg
         )
-        results = evaluate(models, data, Path(out_dir), cfg, progress=progress)
+        with stop_on_signals("dcign-evaluate", "the earlier outputs in --out"):
+            results = evaluate(models, data, Path(out_dir), cfg, progress=progress)
     except (ShardError, CheckpointError, C.CalibrationError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
