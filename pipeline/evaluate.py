@@ -20,6 +20,7 @@ different data).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -199,8 +200,9 @@ def evaluate(models: dict[str, Path], data: dict, out_dir: Path, cfg: S.EvalConf
 
 def _write_model_files(tmp: Path, name: str, model, data: dict, ex: dict, cfg: S.EvalConfig, plots) -> None:
     idx, sizes, flat = data["grid_idx"], data["grid_sizes"], data["grid_flat"]
+    buf = io.BytesIO()  # then one write: a failed write to a zip left open prints a traceback at exit
     np.savez(
-        tmp / "latents" / f"{name}.npz",
+        buf,
         mu=ex["mu_grid"],
         logvar=ex["logvar_grid"],
         factor_indices=idx,
@@ -209,6 +211,7 @@ def _write_model_files(tmp: Path, name: str, model, data: dict, ex: dict, cfg: S
         kl_per_latent=ex["kl_per_latent"],
         **{f: flat[f] for f in (*FACTORS, "identity")},
     )
+    (tmp / "latents" / f"{name}.npz").write_bytes(buf.getvalue())
     C.save(tmp / "calibration" / f"{name}.npz", ex["calibration"])
     for f, (truth, latent) in ex["scatter"].items():
         rows = [{"truth": float(t), "latent": float(z)} for t, z in zip(truth, latent, strict=True)]

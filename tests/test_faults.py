@@ -3,7 +3,7 @@ limit: EFBIG; a full disk: ENOSPC), an output folder made read-only mid-run, SIG
 two renders into one folder at once, and the Blender temp folders of killed workers.
 
 Each fault ends the command with one line and a non-zero exit, leaves no partial file, and a rerun
-finishes with the bytes of an undisturbed run (fit: every column but the timings).
+finishes with the bytes of an undisturbed run.
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def test_train_stops_cleanly_on_a_signal_and_resume_is_identical(reference, trai
     same_files(out, straight)
 
 
-# --- evaluate and fit (the tiny project: rendered, trained, evaluated) -------------------------------
+# --- evaluate (the tiny project: rendered, trained, evaluated) -------------------------------
 def evaluate_cmd(root: Path, out: Path) -> list[str]:
     from conftest import sweep_dirs
 
@@ -360,40 +360,3 @@ def test_evaluate_stops_cleanly_on_a_signal_and_leaves_no_output(tiny_eval, tmp_
     assert rc == 128 + signum
     one_line(err, f"dcign-evaluate: stopped by {stop_signal(signum)};")
     assert not out.exists() and not out.with_name("eval.partial").exists()
-
-
-def fit_cmd(root: Path, out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "pipeline.fit_cli", str(root / "data" / "test" / "azimuth"), "--limit", "2"]
-    cmd += ["--checkpoint", str(root / "models" / "dcign"), "--budget", "4", "--samples", "1", "--no-progress"]
-    return [*cmd, "--out", str(out)]
-
-
-def timeless(out: Path) -> dict:
-    """Every output of a fit with its timings left out (they are the only thing a rerun may change)."""
-    tables = {
-        "fits.json": [
-            {k: v for k, v in r.items() if k != "seconds"} for r in json.loads((out / "fits.json").read_text())
-        ]
-    }
-    results = {}
-    for p in sorted((out / "results").glob("*.json")):
-        r = json.loads(p.read_text())
-        r["rows"] = [{k: v for k, v in row.items() if k != "seconds"} for row in r["rows"]]
-        results[p.name] = r
-    images = {p.name: p.read_bytes() for p in sorted((out / "images").glob("*.png"))}
-    return {**tables, "results": results, "images": images, "trace.csv": (out / "trace.csv").read_bytes()}
-
-
-def test_fit_write_failing_with_efbig_stops_in_one_line_and_rerun_matches(tiny_eval, tmp_path):
-    root, _ = tiny_eval
-    straight, out = tmp_path / "straight", tmp_path / "out"
-    rc, err = run(fit_cmd(root, straight))
-    assert rc == 0, err
-    rc, err = run(fit_cmd(root, out), limit=200)  # the first image's picture, half-way
-    assert rc == 1
-    one_line(err, f"{out / 'images'}", "File too large")
-    no_partial_files(out)
-    assert not list((out / "results").iterdir())
-    rc, err = run(fit_cmd(root, out))
-    assert rc == 0, err
-    assert timeless(out) == timeless(straight)
