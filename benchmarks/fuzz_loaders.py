@@ -6,8 +6,12 @@ The procedural head (the embedded model, two shape and two albedo components so 
 small) is exported in every format the loaders read: the project's ``.npz``, BFM 2009 ``.mat``,
 BFM 2017 ``.h5``, eos ``.bin``, and ``.obj``, ``.off`` and ``.ply`` meshes. Each fuzzed file is
 one of those with bytes flipped, overwritten with extreme values, inserted, deleted or cut off
-(text meshes also get numbers replaced by 0, -1, 1e400, nan or a huge count), drawn from a seeded
-generator so a run is repeatable.
+(text meshes also get numbers replaced by 0, -1, 1e400, nan or a huge count), or, for every
+other file, with its structure changed (:func:`mutate_structure`): a field of the ``.npz``,
+``.mat`` or ``.h5`` made a string, a cell, a struct or an HDF5 group, given a wrong dtype or a
+wrong shape, emptied or removed; an eos matrix of a wrong shape; a mesh with faces of 2 or 5
+corners, wrong counts, words for numbers, or a PLY property of another type. All are drawn from a
+seeded generator so a run is repeatable.
 
 Every file is loaded with :func:`render.faces.loaders.load_face_model` and classified:
 
@@ -190,8 +194,184 @@ def mutate(data: bytes, rng: np.random.Generator, text: bool = False) -> bytes:
     return bytes(b)
 
 
-def make_mutants(directory: Path, n: int, seed: int = 0) -> list[Path]:
-    """``n`` mutated model files in ``directory``, the formats in turn."""
+# --- structural mutations: the types and shapes of fields, not their bytes -----------------------------
+STRUCTURES = ("string", "cell", "struct", "dtype", "shape", "empty", "scalar", "missing")
+WRONG_DTYPES = (np.complex64, np.bool_, np.int8, np.uint64, np.float16, "S3")
+
+
+def _fields(fmt: str, path: Path) -> dict:
+    """The named arrays of a container file (npz, mat, h5: by their dataset paths)."""
+    if fmt == "npz":
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    if fmt == "mat":
+        import scipy.io
+
+        return {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__")}
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _reshaped(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    a = np.asarray(a)
+    choices = [a.reshape(-1), a[..., None], np.stack([a, a])]
+    if a.ndim >= 2:
+        choices += [a.T, a[..., :-1], a[:-1]]
+    elif a.size > 1:
+        choices += [a[:-1], a.reshape(1, -1)]
+    return choices[int(rng.integers(0, len(choices)))]
+
+
+def _restructured(a: np.ndarray, kind: str, rng: np.random.Generator):
+    """``a`` as ``kind`` (one of STRUCTURES but "missing"): a str, a list (cell), a dict (struct), an array."""
+    a = np.asarray(a)
+    if kind == "string":
+        return "not a number"
+    if kind == "cell":
+        return [a, "x"] if rng.random() < 0.5 else [a]
+    if kind == "struct":
+        return {"data": a, "note": "x"}
+    if kind == "dtype":
+        dtype = WRONG_DTYPES[int(rng.integers(0, len(WRONG_DTYPES)))]
+        return a.astype(dtype) if a.dtype.kind != "U" else np.zeros(a.shape or (1,), dtype)
+    if kind == "shape":
+        return _reshaped(a, rng)
+    if kind == "empty":
+        return np.zeros((0,) + a.shape[1:], a.dtype if a.dtype.kind != "U" else np.float32)
+    return np.asarray(a.reshape(-1)[:1].item() if a.size else 0)  # scalar
+
+
+def _write_fields(fmt: str, fields: dict, path: Path) -> None:
+    if fmt == "npz":
+        packed = {}
+        for k, v in fields.items():
+            if isinstance(v, (list, dict)):  # a cell or a struct: an object array, as another tool might save
+                o = np.empty(len(v) if isinstance(v, list) else (), object)
+                for i, x in enumerate(v) if isinstance(v, list) else [((), v)]:
+                    o[i] = x
+                v = o
+            packed[k] = v
+        with open(path, "wb") as f:
+            np.savez(f, **packed)
+    elif fmt == "mat":
+        import scipy.io
+
+        cells = {}
+        for k, v in fields.items():
+            if isinstance(v, list):
+                c = np.empty((1, len(v)), object)
+                for i, x in enumerate(v):
+                    c[0, i] = x
+                v = c
+            elif isinstance(v, np.ndarray) and v.dtype == np.float16:  # MATLAB has no half: single, 1-D
+                v = v.astype(np.float32).reshape(-1)
+            cells[k] = v
+        scipy.io.savemat(str(path), cells)
+    else:
+        import h5py
+
+        def put(group, name, v):
+            if isinstance(v, dict):
+                g = group.create_group(name)
+                for k, x in v.items():
+                    put(g, k, x)
+            elif isinstance(v, list):  # a cell: a group of numbered members
+                put(group, name, {str(i): x for i, x in enumerate(v)})
+            elif isinstance(v, str):
+                group[name] = v
+            else:
+                group[name] = v
+
+        with h5py.File(path, "w") as f:
+            for k, v in fields.items():
+                put(f, k, v)
+
+
+def _eos_restructured(model, rng: np.random.Generator) -> bytes:
+    """An eos .bin whose one matrix has a wrong shape (its Eigen header says so, consistently)."""
+    import struct
+
+    mean = model.shape_mean.reshape(-1).astype(np.float64)
+    basis = model.shape_basis.reshape(len(model.shape_basis), -1).T.astype(np.float64)
+    tex_mean = _srgb255(model.albedo_mean.reshape(-1))
+    tex_basis = model.albedo_basis.reshape(len(model.albedo_basis), -1).T * 255.0
+    parts = [mean, basis, model.shape_std.astype(np.float64) ** 2, tex_mean, tex_basis, model.albedo_std**2 * 65025.0]
+    i = int(rng.integers(0, len(parts) + 1))
+    tris = model.triangles
+    if i == len(parts):  # the triangles: 2 or 4 corners
+        tris = tris[:, :2] if rng.random() < 0.5 else np.concatenate([tris, tris[:, :1]], axis=1)
+    else:
+        wrong = _reshaped(parts[i], rng)
+        parts[i] = wrong.reshape(len(wrong), -1) if wrong.ndim > 2 else wrong  # Eigen matrices have two axes
+    tri = np.asarray(tris, "<i4")
+    tri_bytes = struct.pack("<Q", len(tri)) + tri.tobytes()
+    out = struct.pack("<I", 4) + b"".join(_eos_eigen(p) for p in parts[:3]) + tri_bytes
+    out += b"".join(_eos_eigen(p) for p in parts[3:]) + tri_bytes
+    return out + b"\x01" + b"\x00" + struct.pack("<Q", 0) + struct.pack("<Q", 0) + struct.pack("<Q", 0)
+
+
+MESH_WORDS = (b"x", b"1/2/3", b"-", b"0x10", b"1,5")
+
+
+def _mesh_restructured(data: bytes, fmt: str, rng: np.random.Generator) -> bytes:
+    """A mesh with faces of 2 or 5 corners, a word for a number, no faces, or a PLY property retyped."""
+    if fmt == "ply":  # binary body: change the header's types and counts, which say how to read it
+        head, sep, body = data.partition(b"end_header\n")
+        lines = head.split(b"\n")
+        i = int(rng.integers(1, len(lines) - 1))
+        swaps = [
+            (b"float", b"uchar"),
+            (b"float", b"double"),
+            (b"property list uchar int", b"property list int uchar"),
+            (b"property list uchar int", b"property float"),
+            (b"binary_little_endian", b"ascii"),
+            (b"binary_little_endian", b"binary_big_endian"),
+        ]
+        old, new = swaps[int(rng.integers(0, len(swaps)))]
+        lines[i] = lines[i].replace(old, new) if old in lines[i] else b"element face 0"
+        return b"\n".join(lines) + sep + body
+    lines = data.split(b"\n")
+    faces = [i for i, ln in enumerate(lines) if ln.startswith(b"f ") or (fmt == "off" and ln.startswith(b"3 "))]
+    kind = int(rng.integers(0, 4))
+    if kind == 3 or not faces:  # no faces at all
+        drop = set(faces)
+        return b"\n".join(ln for i, ln in enumerate(lines) if i not in drop)
+    i = faces[int(rng.integers(0, len(faces)))]
+    words = lines[i].split(b" ")
+    if kind == 0:  # two corners
+        words = words[:2] if fmt == "obj" else [b"2", *words[1:3]]
+    elif kind == 1:  # five corners
+        words = words + words[1:3] if fmt == "obj" else [b"5", *words[1:], *words[1:3]]
+    else:  # a word where an index goes
+        words[int(rng.integers(1, len(words)))] = MESH_WORDS[int(rng.integers(0, len(MESH_WORDS)))]
+    lines[i] = b" ".join(words)
+    return b"\n".join(lines)
+
+
+def mutate_structure(fmt: str, base: Path, rng: np.random.Generator) -> bytes | dict:
+    """One structural mutation of the file ``base`` of format ``fmt``: the new file's bytes, or for a
+    container format the fields to write (see the module doc)."""
+    if fmt in ("npz", "mat", "h5"):
+        fields = _fields(fmt, base)
+        name = sorted(fields)[int(rng.integers(0, len(fields)))]
+        kind = STRUCTURES[int(rng.integers(0, len(STRUCTURES)))]
+        if kind == "missing":
+            del fields[name]
+        else:
+            fields[name] = _restructured(fields[name], kind, rng)
+        return fields
+    if fmt == "bin":
+        return _eos_restructured(small_model(), rng)
+    return _mesh_restructured(base.read_bytes(), fmt, rng)
+
+
+def make_mutants(directory: Path, n: int, seed: int = 0, structural: bool = True) -> list[Path]:
+    """``n`` mutated model files in ``directory``, the formats in turn; with ``structural``, every
+    other round of formats changes the files' structure rather than their bytes."""
     directory = Path(directory)
     bases = base_files(directory / "base")
     raw = {fmt: p.read_bytes() for fmt, p in bases.items()}
@@ -200,7 +380,14 @@ def make_mutants(directory: Path, n: int, seed: int = 0) -> list[Path]:
     for i in range(n):
         fmt = FORMATS[i % len(FORMATS)]
         path = directory / f"fuzz-{i:05d}.{fmt}"
-        path.write_bytes(mutate(raw[fmt], rng, text=fmt in TEXT_FORMATS))
+        if structural and (i // len(FORMATS)) % 2:
+            made = mutate_structure(fmt, bases[fmt], rng)
+            if isinstance(made, dict):
+                _write_fields(fmt, made, path)
+            else:
+                path.write_bytes(made)
+        else:
+            path.write_bytes(mutate(raw[fmt], rng, text=fmt in TEXT_FORMATS))
         files.append(path)
     return files
 

@@ -15,6 +15,7 @@ from dcign.checkpoint import CheckpointError
 from dcign.config import ConfigError, load_config
 from render.params import ParamsError
 from render.shards import ShardError
+from render.stopping import stop_on_signals
 
 
 def _check_distinct(data_dirs) -> None:
@@ -77,9 +78,12 @@ def main(params_path, data_dirs, out_dir, resume, live_dir, overrides, progress)
     from dcign.train import TrainError, train
 
     try:
-        summary = train(cfg, list(data_dirs), out_dir, resume=resume, live_dir=live_dir, progress=progress)
+        with stop_on_signals("dcign-train", "the checkpoints written so far"):
+            summary = train(cfg, list(data_dirs), out_dir, resume=resume, live_dir=live_dir, progress=progress)
     except (TrainError, ConfigError, CheckpointError, ShardError) as e:
         raise click.ClickException(str(e)) from None
+    except OSError as e:  # a disk full or a folder gone read-only: the last checkpoint stays, --resume continues
+        raise click.ClickException(f"{e.filename or out_dir}: cannot write ({e.strerror or e})") from None
     click.echo(json.dumps(summary, sort_keys=True))
 
 

@@ -20,6 +20,7 @@ different data).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ from pipeline import scoring as S
 from pipeline.encode import decode, encode
 from render.params import ParamsError, get, load_params, source
 from render.shards import RenderedDataset, ShardError, load_dataset, read_manifest
+from render.stopping import stop_on_signals
 from render.vocabulary import FACTORS, GRID, RECOGNITION, SWEEPS
 
 # Written together, then swapped in.
@@ -198,8 +200,9 @@ def evaluate(models: dict[str, Path], data: dict, out_dir: Path, cfg: S.EvalConf
 
 def _write_model_files(tmp: Path, name: str, model, data: dict, ex: dict, cfg: S.EvalConfig, plots) -> None:
     idx, sizes, flat = data["grid_idx"], data["grid_sizes"], data["grid_flat"]
+    buf = io.BytesIO()  # then one write: a failed write to a zip left open prints a traceback at exit
     np.savez(
-        tmp / "latents" / f"{name}.npz",
+        buf,
         mu=ex["mu_grid"],
         logvar=ex["logvar_grid"],
         factor_indices=idx,
@@ -208,6 +211,7 @@ def _write_model_files(tmp: Path, name: str, model, data: dict, ex: dict, cfg: S
         kl_per_latent=ex["kl_per_latent"],
         **{f: flat[f] for f in (*FACTORS, "identity")},
     )
+    (tmp / "latents" / f"{name}.npz").write_bytes(buf.getvalue())
     C.save(tmp / "calibration" / f"{name}.npz", ex["calibration"])
     for f, (truth, latent) in ex["scatter"].items():
         rows = [{"truth": float(t), "latent": float(z)} for t, z in zip(truth, latent, strict=True)]
@@ -319,7 +323,8 @@ def main(params_path, model_specs, test_dirs, grid_dir, recognition_dir, train_d
         data = load_data(
             [Path(d) for d in test_dirs], Path(grid_dir), Path(recognition_dir), [Path(d) for d in train_dirs], cfg
         )
-        results = evaluate(models, data, Path(out_dir), cfg, progress=progress)
+        with stop_on_signals("dcign-evaluate", "the earlier outputs in --out"):
+            results = evaluate(models, data, Path(out_dir), cfg, progress=progress)
     except (ShardError, CheckpointError, C.CalibrationError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:

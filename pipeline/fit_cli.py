@@ -45,8 +45,10 @@ import numpy as np
 from pipeline import calibration as C
 from pipeline import fit as F
 from pipeline.rerender import RerenderError, decode_image, default_calibration, encode_image, resize
+from render import stopping
 from render.atomic import atomic_write_bytes, atomic_write_json, check_writable, sha256_bytes, sha256_file
 from render.job import MAX_SAMPLES
+from render.stopping import stop_on_signals
 from render.sweeps import DEFAULT_RANGES
 from render.vocabulary import FACTORS
 
@@ -287,7 +289,8 @@ def main(
         ranges = {f: table[f].range if f in table else DEFAULT_RANGES[f] for f in FACTORS}
         space = F.SearchSpace(ranges, cfg.shape_components, cfg.albedo_components, cfg.coefficient_bound)
         key = json.loads(json.dumps(key))  # as it reads back from a result file
-        run(items, model, table, faces, space, cfg, objectives, grouped, samples, key, out_dir, progress)
+        with stop_on_signals("dcign-fit", "the results of the images fitted so far", defer=True):
+            run(items, model, table, faces, space, cfg, objectives, grouped, samples, key, out_dir, progress)
     except (F.FitError, C.CalibrationError, CheckpointError, FaceModelError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
@@ -339,6 +342,7 @@ def run(items, model, table, faces, space, cfg, objectives, grouped, samples, ke
                 atomic_write_bytes(out_dir / "images" / f"{it.name}.png", encode_image(strip(pictures)))
                 atomic_write_json(out_dir / "results" / f"{it.name}.json", finite(result))
                 results.append(result)
+                stopping.check()  # a SIGTERM or Ctrl-C during the image stops here, its result kept
                 best = result["rows"][-1]
                 bar.set_postfix_str(
                     f"az {best['azimuth']:.0f} el {best['elevation']:.0f} light {best['light']:.0f}", refresh=False

@@ -8,6 +8,7 @@ partial one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -51,6 +52,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; shared dataset dirs need the usual mode
         os.replace(tmp, path)
+    except OSError as e:  # a full disk or a size limit: name the target, not the temporary file
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -74,6 +78,64 @@ def removed_if_failed_empty(*directories: Path):
             except OSError:
                 pass
         raise
+
+
+class Busy(OSError):
+    """Another process holds the lock: ``pid`` is the one it wrote, or None."""
+
+    def __init__(self, path: Path, pid: int | None):
+        super().__init__(f"{path} is held by process {pid if pid is not None else '(unknown)'}")
+        self.path, self.pid = path, pid
+
+
+@contextlib.contextmanager
+def folder_lock(path: Path, wait: bool = False):
+    """Hold an exclusive ``flock`` on ``path`` (created, holding our pid; removed on release).
+
+    Without ``wait``, raise :class:`Busy` when another process holds it. The kernel drops the
+    lock of a killed process, so a stale file is taken over. A holder unlinks the file before it
+    lets go: a waiter that then gets the lock of the unlinked file tries again on the new one.
+    """
+    path = Path(path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)  # unlink by it: the folder may be moved meanwhile
+    try:
+        with _flocked(path, folder, wait):
+            yield
+    finally:
+        os.close(folder)
+
+
+@contextlib.contextmanager
+def _flocked(path: Path, folder: int, wait: bool):
+    while True:
+        # Read-only: a file open for writing would keep the folder's mount from turning read-only.
+        fd = os.open(path.name, os.O_RDONLY | os.O_CREAT, 0o666, dir_fd=folder)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            pid = None
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(os.pread(fd, 32, 0).decode())
+            os.close(fd)
+            raise Busy(path, pid) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path.name, dir_fd=folder).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        with contextlib.suppress(OSError), open(path.name, "w", opener=lambda p, f: os.open(p, f, dir_fd=folder)) as w:
+            w.write(str(os.getpid()))  # for the refusal message of a second process
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path.name, dir_fd=folder)
+        os.close(fd)
 
 
 def check_writable(directory: Path, error: type[Exception]) -> None:

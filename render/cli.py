@@ -19,6 +19,7 @@ import click
 from render.job import COLOURS, DEVICES, SPLITS, job_from_params
 from render.params import ParamsError, load_params
 from render.shards import MAX_SHARDS, ShardError
+from render.stopping import stop_on_signals
 from render.vocabulary import ALL_SWEEPS, EVAL_SWEEPS, SWEEPS
 
 
@@ -143,9 +144,12 @@ def main(ctx, sweep, batches, out, workers, shard_spec, quiet, params_path, spli
         raise click.BadParameter(str(e), param_hint="--shard") from None
     job = job_from_options(params_path, split, sweep, batches, overrides)
     try:
-        summary = render_sweep(job, Path(out), workers=workers, shard=shard, progress=not quiet)
+        with stop_on_signals("dcign-render", "the shards written so far", defer=True):
+            summary = render_sweep(job, Path(out), workers=workers, shard=shard, progress=not quiet)
     except (RenderError, ValueError) as e:  # ShardError, FaceModelError: a bad directory or face model
         _fail(str(e))
+    except OSError as e:  # a disk full or a folder gone read-only mid-run: the shards written so far stay
+        _fail(f"{e.filename or out}: cannot write ({e.strerror or e}); rerun to resume")
     click.echo(json.dumps(summary))
 
 

@@ -12,17 +12,18 @@ several machines can fill one directory.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from render import shards
-from render.atomic import check_writable, remove_stale_temporaries, removed_if_failed_empty
+from render import shards, stopping
+from render.atomic import Busy, check_writable, folder_lock, remove_stale_temporaries, removed_if_failed_empty
 from render.faces.loaders import load_face_model
 from render.job import RenderJob, job_config, model_fingerprint
-from render.manifest import record_shard, scan, software_versions, write_manifest
+from render.manifest import adopt_finished, record_shard, scan, software_versions, write_manifest
 from render.pool import allowed_cores
 from render.renderer import Renderer
 from render.shards import ShardError
@@ -52,10 +53,35 @@ def render_sweep(
             remove_stale_temporaries(out_dir, before=started_at)
 
 
+@contextlib.contextmanager
+def _part_lock(out_dir: Path, shard: tuple[int, int]):
+    """This ``--shard`` part's lock on ``out_dir``: a second run of the same part is refused in one line.
+
+    Other parts render other shards and may run beside it; where parts overlap (``0/1`` and
+    ``0/2``), both write the same bytes atomically, so either copy of a shard is whole.
+    """
+    held = False
+    try:
+        with folder_lock(out_dir / f".render-{shard[0]}of{shard[1]}.lock"):
+            held = True
+            yield
+    except Busy as e:
+        if held:  # not ours to explain
+            raise
+        part = "" if shard == (0, 1) else f" (part {shard[0]}/{shard[1]})"
+        who = f"process {e.pid}" if e.pid is not None else "another process"
+        raise ShardError(f"{out_dir}: {who} is already rendering this sweep{part} here; wait for it to end") from None
+
+
 def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at) -> dict:
     model = load_face_model(job.model)  # fail early, in the main process, on a bad model
     config = job_config(job, model_fingerprint(model))
     check_writable(out_dir, ShardError)
+    with _part_lock(out_dir, shard):
+        return _render_locked(job, out_dir, workers, shard, progress, restart_every, t_start, config)
+
+
+def _render_locked(job, out_dir, workers, shard, progress, restart_every, t_start, config) -> dict:
     done, corrupt = scan(out_dir, job, config)
     versions = software_versions()
 
@@ -75,8 +101,11 @@ def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start
                 done[name] = record_shard(out_dir, job, k, digest, config)
                 write_manifest(out_dir, job, config, done, versions)
                 bar.update(len(job.shard_batches(k)))
+                stopping.check()  # a SIGTERM or Ctrl-C during the shard stops here, the shard kept
     bar.close()
-    write_manifest(out_dir, job, config, done, versions)
+    with folder_lock(out_dir / ".manifest.lock", wait=True):  # parts finishing together: the last sees all
+        adopt_finished(out_dir, job, config, done)
+        write_manifest(out_dir, job, config, done, versions)
     summary = {
         "out": str(out_dir),
         "sweep": job.sweep,

@@ -38,27 +38,40 @@ def scan(out_dir: Path, job: RenderJob, config: dict) -> tuple[dict, list[int]]:
         )
     done, corrupt = {}, []
     for k in range(job.n_shards):
-        side = sidecar(out_dir, k)
-        if not side.exists():
-            continue
-        try:
-            entry = shards.read_json_object(side, "shard sidecar")
-        except ShardError:  # a torn or foreign sidecar: the shard is rendered again
-            corrupt.append(k)
-            continue
-        if entry.get("config") != config:
-            raise ShardError(f"{side}: rendered with different params; delete the directory or use another --out")
-        name = shards.shard_name(k)
-        try:
-            shards.check_entry(side, "sidecar", entry)
-        except ShardError:
-            corrupt.append(k)
-            continue
-        if shards.verify_shard(out_dir, name, entry):
-            done[name] = {"sha256": entry["sha256"], "batches": entry["batches"]}
-        else:
+        entry = _verified(out_dir, k, config)
+        if entry is not None:
+            done[shards.shard_name(k)] = entry
+        elif sidecar(out_dir, k).exists():
             corrupt.append(k)
     return done, corrupt
+
+
+def _verified(out_dir: Path, k: int, config: dict) -> dict | None:
+    """Shard ``k``'s manifest entry if its sidecar and shard are whole; None if either is missing or corrupt."""
+    side = sidecar(out_dir, k)
+    if not side.exists():
+        return None
+    try:
+        entry = shards.read_json_object(side, "shard sidecar")
+    except ShardError:  # a torn or foreign sidecar: the shard is rendered again
+        return None
+    if entry.get("config") != config:
+        raise ShardError(f"{side}: rendered with different params; delete the directory or use another --out")
+    try:
+        shards.check_entry(side, "sidecar", entry)
+    except ShardError:
+        return None
+    if not shards.verify_shard(out_dir, shards.shard_name(k), entry):
+        return None
+    return {"sha256": entry["sha256"], "batches": entry["batches"]}
+
+
+def adopt_finished(out_dir: Path, job: RenderJob, config: dict, done: dict) -> None:
+    """Add to ``done`` the shards that another process (another ``--shard`` part) finished meanwhile."""
+    for k in range(job.n_shards):
+        name = shards.shard_name(k)
+        if name not in done and (entry := _verified(out_dir, k, config)) is not None:
+            done[name] = entry
 
 
 def record_shard(out_dir: Path, job: RenderJob, k: int, digest: str, config: dict) -> dict:

@@ -12,6 +12,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 
@@ -59,6 +60,9 @@ def worker_pool(workers: int, initializer: Callable, initargs: tuple = (), maxta
 
 
 def _start_worker(owners, cores: list[int], initializer: Callable, initargs: tuple) -> None:
+    # Ctrl-C reaches the whole process group: the parent decides when to stop (a worker that
+    # died of it would lose its task and leave the parent waiting), and ends the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A spawned child inherits the parent's sys.path, which bpy extended with its own
     # script folders; one of them holds a bare ``bpy`` that shadows the real module.
     sys.path[:] = [p for p in sys.path if not re.search(r"[/\\]bpy[/\\]\d+\.\d+[/\\]", p)]

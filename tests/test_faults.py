@@ -1,0 +1,362 @@
+"""Faults other than a kill, through the real commands: a write that fails half-way (a file-size
+limit: EFBIG; a full disk: ENOSPC), an output folder made read-only mid-run, SIGTERM and Ctrl-C,
+two renders into one folder at once, and the Blender temp folders of killed workers.
+
+Each fault ends the command with one line and a non-zero exit, leaves no partial file, and a rerun
+finishes with the bytes of an undisturbed run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcign.config import ModelConfig, TrainConfig, default_params
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+N = 60  # batches (one per shard) of the render tests: a few seconds, long enough to be stopped mid-way
+RENDER = f"--sweep azimuth --batches {N} --batch-size 2 --batches-per-shard 1 --resolution 16 --samples 2 --quiet"
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+def size_limit(n: int):
+    """preexec_fn: a file-size limit of ``n`` bytes; SIGXFSZ ignored so the write fails with EFBIG."""
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))
+
+    return limit
+
+
+def start(cmd: list[str], tmp: Path | None = None, limit: int | None = None, **kw) -> subprocess.Popen:
+    env = {**ENV, "TMPDIR": str(tmp)} if tmp else ENV
+    pre = size_limit(limit) if limit else None
+    return subprocess.Popen(
+        cmd, env=env, preexec_fn=pre, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def run(cmd: list[str], tmp: Path | None = None, limit: int | None = None) -> tuple[int, str]:
+    return finish(start(cmd, tmp, limit))
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, f"the command ended before {path.name} appeared: {proc.stderr.read()[-500:]}"
+
+
+def one_line(stderr: str, *expected: str) -> str:
+    """The command's error: its last line, printable, short, naming what it should."""
+    line = stderr.strip().splitlines()[-1]
+    assert line.isprintable() and len(line) <= 300, line
+    for text in expected:
+        assert text in line, line
+    assert "Traceback" not in stderr, stderr[-2000:]
+    return line
+
+
+def no_partial_files(folder: Path) -> None:
+    """No temporary file of a write, no probe, no lock left behind."""
+    if folder.exists():
+        left = [p.name for p in folder.rglob("*") if p.name.endswith((".tmp", ".lock")) or ".write-test-" in p.name]
+        assert not left, left
+
+
+def same_files(out: Path, reference: Path) -> None:
+    """``out`` holds exactly the files of ``reference``, byte for byte."""
+    names = sorted(str(p.relative_to(reference)) for p in reference.rglob("*") if p.is_file())
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == names
+    for name in names:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+def render_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "render.cli", *RENDER.split(), "--out", str(out), "--workers", "1", *extra]
+
+
+def stop_signal(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The sweep rendered by the command, undisturbed."""
+    out = tmp_path_factory.mktemp("reference") / "azimuth"
+    rc, err = run(render_cmd(out))
+    assert rc == 0, err
+    return out
+
+
+# --- render ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_render_write_failing_with_efbig_half_way_leaves_whole_shards_and_rerun_is_identical(reference, tmp_path):
+    """A file-size limit above a shard's size: shards go through until the growing manifest hits it."""
+    out = tmp_path / "azimuth"
+    limit = (reference / "shard-00000.npz").stat().st_size + 1000
+    rc, err = run(render_cmd(out), limit=limit)
+    assert rc == 1
+    one_line(err, f"{out / 'manifest.json'}: cannot write (File too large)")
+    written = list(out.glob("shard-*.npz"))
+    assert 1 <= len(written) < N
+    assert all(p.read_bytes() == (reference / p.name).read_bytes() for p in written)  # whole, not cut short
+    no_partial_files(out)
+    rc, err = run(render_cmd(out))
+    assert rc == 0, err
+    same_files(out, reference)
+
+
+def _mount(*args: str, tries: int = 1) -> None:
+    for _ in range(tries):  # a remount read-only is refused while a write is open: the next try finds none
+        r = subprocess.run(["mount", *args], capture_output=True, text=True)
+        if not r.returncode:
+            return
+        time.sleep(0.01)
+    if r.returncode:
+        pytest.skip(f"cannot mount here (mount {' '.join(args)}: {r.stderr.strip()[:120]})")
+
+
+@pytest.mark.slow
+def test_render_disk_full_half_way_leaves_whole_shards_and_rerun_is_identical(reference, tmp_path):
+    """A small tmpfs as the output folder: ENOSPC part way through a shard or sidecar write."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    out = tmp_path / "azimuth"
+    out.mkdir()
+    _mount("-t", "tmpfs", "-o", "size=48k", "tmpfs", str(out))
+    try:
+        rc, err = run(render_cmd(out))
+        assert rc == 1
+        one_line(err, str(out), "cannot write (No space left on device)")
+        written = list(out.glob("shard-*.npz"))
+        assert 1 <= len(written) < N
+        assert all(p.read_bytes() == (reference / p.name).read_bytes() for p in written)
+        no_partial_files(out)
+        _mount("-o", "remount,size=16m", str(out))  # space freed: the rerun completes
+        rc, err = run(render_cmd(out))
+        assert rc == 0, err
+        same_files(out, reference)
+    finally:
+        subprocess.run(["umount", "--lazy", str(out)], check=False)
+
+
+@pytest.mark.slow
+def test_render_output_made_read_only_mid_run_stops_in_one_line_and_rerun_is_identical(reference, tmp_path):
+    out = tmp_path / "azimuth"
+    out.mkdir()
+    root = os.geteuid() == 0  # chmod does not stop root: a read-only bind mount does
+    if root:
+        _mount("--bind", str(out), str(out))
+    try:
+        proc = start(render_cmd(out))
+        try:
+            wait_for(out / "shard-00002.json", proc)
+            if root:
+                _mount("-o", "remount,bind,ro", str(out), tries=50)
+            else:
+                out.chmod(0o555)
+        except BaseException:  # a skip too: the render must not outlive the test
+            proc.kill()
+            proc.wait()
+            raise
+        rc, err = finish(proc)
+        assert rc == 1
+        one_line(err, str(out), "Read-only file system" if root else "Permission denied")
+        assert 3 <= len(list(out.glob("shard-*.npz"))) < N
+        if root:
+            _mount("-o", "remount,bind,rw", str(out))
+        else:
+            out.chmod(0o755)
+        # No temporary file; the lock file could not be removed while read-only: the rerun takes it over.
+        assert [p.name for p in out.glob(".*")] in ([], [".render-0of1.lock"])
+        rc, err = run(render_cmd(out))
+        assert rc == 0, err
+        no_partial_files(out)
+        same_files(out, reference)
+    finally:
+        if root:
+            subprocess.run(["umount", "--lazy", str(out)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_render_stops_cleanly_on_a_signal_and_rerun_is_identical(reference, tmp_path, signum):
+    out, tmp = tmp_path / "azimuth", tmp_path / "tmp"
+    tmp.mkdir()
+    proc = start(render_cmd(out), tmp)
+    wait_for(out / "shard-00002.json", proc)
+    proc.send_signal(signum)
+    rc, err = finish(proc)
+    assert rc == 128 + signum
+    one_line(err, f"dcign-render: stopped by {stop_signal(signum)};", "rerun the same command to resume")
+    assert 3 <= len(list(out.glob("shard-*.npz"))) < N
+    no_partial_files(out)
+    assert not list(tmp.iterdir())  # Blender's session folder and the scratch folder went with the clean stop
+    rc, err = run(render_cmd(out), tmp)
+    assert rc == 0, err
+    same_files(out, reference)
+
+
+@pytest.mark.slow
+def test_a_second_render_into_the_same_folder_is_refused_while_the_first_runs(reference, tmp_path):
+    out = tmp_path / "azimuth"
+    first = start(render_cmd(out))
+    wait_for(out / "shard-00001.json", first)
+    first.send_signal(signal.SIGSTOP)  # held mid-run while the second starts, however slow the machine
+    try:
+        rc, err = run(render_cmd(out))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert rc == 1
+    one_line(err, f"{out}: process {first.pid} is already rendering this sweep here; wait for it to end")
+    rc, err = finish(first)
+    assert rc == 0, err
+    no_partial_files(out)
+    same_files(out, reference)
+
+
+@pytest.mark.slow
+def test_shard_parts_rendered_into_one_folder_at_once_complete_the_manifest(reference, tmp_path):
+    """--shard 0/2 and 1/2 side by side: whichever finishes last writes the complete manifest."""
+    out = tmp_path / "azimuth"
+    parts = [start(render_cmd(out, "--shard", f"{i}/2")) for i in range(2)]
+    for proc in parts:
+        rc, err = finish(proc)
+        assert rc == 0, err
+    no_partial_files(out)
+    same_files(out, reference)
+
+
+@pytest.mark.slow
+def test_blender_folders_of_killed_workers_are_removed_by_the_next_run(reference, tmp_path):
+    """SIGKILL of the command and its two worker processes: Blender's session folders stay in the
+    temp directory; the next run removes them (then its own) and finishes the sweep."""
+    out, tmp = tmp_path / "azimuth", tmp_path / "tmp"
+    tmp.mkdir()
+    cmd = render_cmd(out)
+    cmd[cmd.index("--workers") + 1] = "2"
+    proc = start(cmd, tmp, start_new_session=True)
+    wait_for(out / "shard-00002.json", proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the command and its workers
+    proc.wait()
+    assert len(list(tmp.glob("blender_*"))) >= 2  # the workers' at least
+    rc, err = run(cmd, tmp)
+    assert rc == 0, err
+    assert not list(tmp.glob("blender_*"))
+    same_files(out, reference)
+
+
+# --- train -----------------------------------------------------------------------------------------
+STEPS = 120
+
+
+def train_cmd(params: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    cmd = [sys.executable, "-m", "dcign.cli", "--params", str(params), "--data", str(data), "--out", str(out)]
+    return [*cmd, "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(reference, tmp_path_factory) -> tuple[Path, Path]:
+    """(params.yaml, checkpoint folder) of an undisturbed training run of the command on the rendered sweep."""
+    root = tmp_path_factory.mktemp("trained")
+    cfg = TrainConfig(
+        steps=STEPS,
+        checkpoint_every=20,
+        log_every=50,
+        precision="fp32",
+        threads=1,
+        model=ModelConfig(filters=(4, 4, 4), latent=8),
+    )
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(default_params(cfg)))
+    rc, err = run(train_cmd(params, reference, root / "out"))
+    assert rc == 0, err
+    return params, root / "out"
+
+
+@pytest.mark.slow
+def test_train_write_failing_with_efbig_stops_in_one_line_and_resume_is_identical(reference, trained, tmp_path):
+    params, straight = trained
+    out = tmp_path / "out"
+    limit = (straight / "model.safetensors").stat().st_size // 2  # the first checkpoint's first file, half-way
+    rc, err = run(train_cmd(params, reference, out), limit=limit)
+    assert rc == 1
+    one_line(err, f"{out / 'model.safetensors.next'}: cannot write (File too large)")
+    no_partial_files(out)
+    assert not out.exists() or not list(out.iterdir())  # nothing written, no empty folder either
+    rc, err = run(train_cmd(params, reference, out, "--resume"))
+    assert rc == 0, err
+    same_files(out, straight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_train_stops_cleanly_on_a_signal_and_resume_is_identical(reference, trained, tmp_path, signum):
+    params, straight = trained
+    out = tmp_path / "out"
+    proc = start(train_cmd(params, reference, out))
+    wait_for(out / "model.json", proc)
+    proc.send_signal(signum)
+    rc, err = finish(proc)
+    assert rc == 128 + signum
+    one_line(err, f"dcign-train: stopped by {stop_signal(signum)};")
+    step = json.loads((out / "model.json").read_text())["step"]
+    assert 20 <= step < STEPS
+    no_partial_files(out)
+    rc, err = run(train_cmd(params, reference, out, "--resume"))
+    assert rc == 0, err
+    same_files(out, straight)
+
+
+# --- evaluate (the tiny project: rendered, trained, evaluated) -------------------------------
+def evaluate_cmd(root: Path, out: Path) -> list[str]:
+    from conftest import sweep_dirs
+
+    cmd = [sys.executable, "-m", "pipeline.evaluate", "--params", str(root / "params.yaml"), "--no-progress"]
+    cmd += ["--model", f"dcign={root / 'models' / 'dcign'}", "--model", f"baseline={root / 'models' / 'baseline'}"]
+    cmd += [a for d in sweep_dirs(root, "test") for a in ("--test", str(d))]
+    cmd += [a for d in sweep_dirs(root, "train") for a in ("--train", str(d))]
+    cmd += ["--grid", str(root / "data" / "grid"), "--recognition", str(root / "data" / "recognition")]
+    return [*cmd, "--out", str(out)]
+
+
+def test_evaluate_write_failing_with_efbig_leaves_no_output_and_rerun_is_identical(tiny_eval, tmp_path):
+    root, _ = tiny_eval
+    out = tmp_path / "eval"
+    rc, err = run(evaluate_cmd(root, out), limit=2000)  # the first plot or latents file, half-way
+    assert rc == 1
+    one_line(err, "File too large")
+    assert not out.exists() and not out.with_name("eval.partial").exists()
+    rc, err = run(evaluate_cmd(root, out))
+    assert rc == 0, err
+    same_files(out, root / "eval")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_evaluate_stops_cleanly_on_a_signal_and_leaves_no_output(tiny_eval, tmp_path, signum):
+    root, _ = tiny_eval
+    out = tmp_path / "eval"
+    proc = start(evaluate_cmd(root, out))
+    wait_for(out.with_name("eval.partial"), proc)  # scoring has begun
+    proc.send_signal(signum)
+    rc, err = finish(proc)
+    assert rc == 128 + signum
+    one_line(err, f"dcign-evaluate: stopped by {stop_signal(signum)};")
+    assert not out.exists() and not out.with_name("eval.partial").exists()
