@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from tiny_profile import write_tiny_params
 
+from pipeline.experiments import HEADLINE
 from pipeline.summary import ROWS, WIDTH, fmt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ def test_evaluation_change_reruns_only_evaluate_and_reads_no_change_beyond_seed_
     assert ran(log) == ["evaluate"], log
     run([sys.executable, "-m", "pipeline.report", "--base", "main"], repo, env)
     md = (repo / "report.md").read_text()
-    assert "**No change beyond seed noise** (0 of 15 headline figures changed at all)." in md
+    assert f"**No change beyond seed noise** (0 of {len(HEADLINE)} headline figures changed at all)." in md
     assert "3 runs in `docs/experiments/runs.json` that differ from `main`'s `params.yaml` only in `seed`: " in md
     assert "tiny-s0, tiny-s1, tiny-s2 (seeds 0, 1, 2)." in md
     assert re.search(r"\| recon PSNR \| dcign \| [\d.]+ \| [\d.]+ \| \+0\.000 \| [\d.]+ \(3\) \| – \| no change \|", md)
@@ -155,7 +156,9 @@ def test_report_flags_a_deliberate_regression_and_says_when_no_spread_is_recorde
     run([sys.executable, "-m", "pipeline.report", "--base", "main"], repo, env)
     md = (repo / "report.md").read_text()
     assert "No change beyond seed noise" not in md
-    assert re.search(r"\*\*\d+ of 15 headline figures changed beyond seed noise:\*\* [^\n]*recon PSNR \(dcign\) -", md)
+    assert re.search(
+        rf"\*\*\d+ of {len(HEADLINE)} headline figures changed beyond seed noise:\*\* [^\n]*recon PSNR \(dcign\) -", md
+    )
     assert re.search(r"\| recon PSNR \| dcign \| [^\n]*\| \*\*beyond seed noise\*\* \|", md)
     assert re.search(r"\| base PSNR \| baseline \| [^\n]*\| \*\*beyond seed noise\*\* \|", md)
 
@@ -171,7 +174,7 @@ def test_summaries_show_the_headline_in_100_columns(study):
     _, proj, env, exp_summary = study
     out = run([sys.executable, "-m", "pipeline.summary", "metrics"], proj, env)
     lines = out.rstrip("\n").splitlines()
-    assert len(lines) == 2 + len(ROWS) == 13 and max(map(len, lines)) <= WIDTH
+    assert len(lines) == 2 + len(ROWS) == 14 and max(map(len, lines)) <= WIDTH
     assert lines[0].startswith("headline figure") and lines[0].endswith("DC-IGN  entangled VAE  raw pixels")
     metrics = json.loads((proj / "eval" / "metrics.json").read_text())
     psnr = next(ln for ln in lines if ln.startswith("reconstruction PSNR"))
@@ -185,7 +188,7 @@ def test_summaries_show_the_headline_in_100_columns(study):
     lines = exp_summary.rstrip("\n").splitlines()
     assert lines[0].split() == ["main", "tiny-s0", "tiny-s2", "tiny-s1"]  # the commit, then newest first
     assert lines[2].split() == ["seed", "0", "0", "2", "1"]  # the one param that differs
-    assert len(lines) == 2 + 1 + 15 and max(map(len, lines)) <= WIDTH
+    assert len(lines) == 2 + 1 + len(HEADLINE) and max(map(len, lines)) <= WIDTH
     record = json.loads((proj / "docs" / "experiments" / "runs.json").read_text())
     mig = fmt(record["tiny-s1"]["metrics"]["dcign"]["disentanglement"]["mig_continuous"])
     assert next(ln for ln in lines if ln.startswith("MIG (dcign)")).split()[-1] == mig
