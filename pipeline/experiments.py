@@ -71,6 +71,7 @@ ADDED_PARAMS = {
     "train.clamp_to": "mean",
     "train.own_recon": 0,
     "train.decoder_steps": 0,
+    "train.decoder_swap": 0,
 }
 
 
