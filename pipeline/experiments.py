@@ -10,7 +10,7 @@ seed summary (mean ± std of runs that differ only in ``seed``) and a plot of th
     dcign-experiments collect                      # after dvc exp run / dvc queue start
     dcign-experiments report                       # rewrite the table, the summary and the plot
     dcign-experiments seeds                        # print mean ± std over runs that differ only in seed
-    dcign-experiments readme NAME...               # README's results and targets tables from the named runs
+    dcign-experiments readme NAME...               # docs/results.md's results and targets tables, README's headline
     dcign-experiments compare eval/metrics.json NAME...   # one evaluation against the named runs' spread
 """
 
@@ -30,6 +30,7 @@ from render.atomic import atomic_write_bytes, atomic_write_json
 RUNS = Path("docs/experiments/runs.json")
 DOC = Path("docs/experiments.md")
 PLOT = Path("docs/experiments/headline.png")
+RESULTS_DOC = Path("docs/results.md")  # the results and targets tables of the default profile's seeds
 
 # (column, model, path in eval/metrics.json); the table's and the plot's headline metrics.
 HEADLINE = (
@@ -251,7 +252,7 @@ def summary(runs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# (row label, path under dcign, path under baseline, path under pixels) of README's results table.
+# (row label, path under dcign, path under baseline, path under pixels) of the results table (docs/results.md).
 RESULTS_ROWS = (
     ("reconstruction PSNR, dB (test sweeps)", "reconstruction.psnr", "reconstruction.psnr", None),
     ("\\|corr\\| azimuth latent vs truth (grid)", "factors.azimuth.abs_pearson", "factors.azimuth.abs_pearson", None),
@@ -331,25 +332,44 @@ def _mean_sd(runs: dict, names: list[str], model: str, path: str | None) -> str:
     return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f}"
 
 
-def results_table(runs: dict, names: list[str]) -> str:
-    """README's results: mean ± sample std over the named runs (seeds) for the DC-IGN, the baseline and pixels."""
-    _require(runs, names)
-    lines = ["| metric | DC-IGN | entangled VAE | raw pixels |", "|---|---|---|---|"]
-    for label, d, b, px in RESULTS_ROWS:
-        cells = (_mean_sd(runs, names, m, path) for m, path in (("dcign", d), ("baseline", b), ("pixels", px)))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+def _note(runs: dict, names: list[str]) -> str:
+    """The runs behind a table: names, seeds, steps, training speed and the dates they were recorded."""
     seeds = ", ".join(str(runs[n]["params"].get("seed")) for n in names)
     steps = sorted({str(runs[n]["params"].get("train.steps")) for n in names})
     speed = [runs[n].get("train", {}).get("dcign", {}).get("images_per_s") for n in names]
     speed = [s for s in speed if s]
-    note = f"\n*{len(names)} runs ({', '.join(names)}; seeds {seeds}; {'/'.join(steps)} steps"
+    dates = sorted({str(t)[:10] for n in names if (t := runs[n].get("timestamp"))})
+    note = f"{len(names)} runs ({', '.join(names)}; seeds {seeds}; {'/'.join(steps)} steps"
     if speed:
         note += f"; DC-IGN training {np.mean(speed):.0f} img/s on one thread"
-    return "\n".join(lines) + note + "). Mean ± sample standard deviation over the runs.*\n"
+    if dates:
+        note += f"; recorded {', '.join(dates)}"
+    return note + ")"
+
+
+def results_table(runs: dict, names: list[str], rows: tuple = RESULTS_ROWS) -> str:
+    """The results: mean ± sample std over the named runs (seeds) for the DC-IGN, the baseline and pixels."""
+    _require(runs, names)
+    lines = ["| metric | DC-IGN | entangled VAE | raw pixels |", "|---|---|---|---|"]
+    for label, d, b, px in rows:
+        cells = (_mean_sd(runs, names, m, path) for m, path in (("dcign", d), ("baseline", b), ("pixels", px)))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    note = f"\n\n*{_note(runs, names)}. Mean ± sample standard deviation over the runs.*\n"
+    return "\n".join(lines) + note
+
+
+# README's short table: the results rows whose DC-IGN figure is a headline one (as dcign-summary prints).
+HEADLINE_ROWS = tuple(row for row in RESULTS_ROWS if ("dcign", row[1]) in {(m, p) for _, m, p in HEADLINE})
+
+
+def headline_table(runs: dict, names: list[str], full: Path = RESULTS_DOC) -> str:
+    """README's headline: the rows of ``HEADLINE_ROWS`` over the named runs, pointing at the full tables."""
+    body = results_table(runs, names, HEADLINE_ROWS).split("\n\n*", 1)[0]
+    return f"{body}\n\n*{_note(runs, names)}: mean ± sample standard deviation. Every figure: [{full}]({full}).*\n"
 
 
 def compare_table(metrics: dict, runs: dict, names: list[str]) -> tuple[str, int, int]:
-    """Each figure of README's results table in one evaluation (an ``eval/metrics.json``) against the named
+    """Each figure of the results table in one evaluation (an ``eval/metrics.json``) against the named
     runs (seeds of one setting): its value, their mean ± sample std s, how many s it lies from their mean,
     and p, the chance that one more run lands at least this far from the mean.
 
@@ -546,20 +566,35 @@ def report_cmd(runs_path, doc, plot_path):
 @main.command("readme")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+@click.option("--doc", type=click.Path(dir_okay=False, path_type=Path), default=RESULTS_DOC, show_default=True)
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=Path("README.md"), show_default=True)
-def readme_cmd(names, runs_path, readme):
-    """Rewrite README's results table (between its results markers) from the named runs (seeds of one setting)."""
+def readme_cmd(names, runs_path, doc, readme):
+    """Rewrite the results and targets tables of the document and README's headline table (between their
+    markers) from the named runs (seeds of one setting)."""
     runs = load_runs(runs_path)
-    body = results_table(runs, list(names))
+    names = list(names)
+    texts = {}
+    for path in (doc, readme):
+        try:
+            texts[path] = path.read_text()
+        except OSError as e:
+            raise ExperimentsError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
-        text = readme.read_text()
-    except OSError as e:
-        raise ExperimentsError(f"{readme}: cannot read ({e.strerror or e})") from None
-    text = replace_between(text, "results", body)
-    if "<!-- targets:start -->" in text:  # the study's targets, where README has a place for them
-        text = replace_between(text, "targets", targets_table(runs, list(names)))
-    atomic_write_bytes(readme, text.encode())
-    click.echo(f"{readme}: results of {', '.join(names)}")
+        link = doc.resolve().relative_to(readme.resolve().parent)
+    except ValueError:
+        link = doc
+    try:
+        full = replace_between(texts[doc], "results", results_table(runs, names))
+        full = replace_between(full, "targets", targets_table(runs, names))
+    except ExperimentsError as e:
+        raise ExperimentsError(f"{doc}: {e.message}") from None
+    try:
+        short = replace_between(texts[readme], "headline", headline_table(runs, names, link))
+    except ExperimentsError as e:
+        raise ExperimentsError(f"{readme}: {e.message}") from None
+    atomic_write_bytes(doc, full.encode())
+    atomic_write_bytes(readme, short.encode())
+    click.echo(f"{doc}, {readme}: results of {', '.join(names)}")
 
 
 @main.command("compare")
@@ -568,7 +603,7 @@ def readme_cmd(names, runs_path, readme):
 @click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
 def compare_cmd(metrics_file, names, runs_path):
     """Print how far one evaluation (e.g. eval/metrics.json of a fresh `dvc repro`) lies from the named runs'
-    mean, figure by figure of README's results table, in the runs' standard deviations."""
+    mean, figure by figure of the results table (docs/results.md), in the runs' standard deviations."""
     try:
         metrics = json.loads(metrics_file.read_text())
     except (OSError, ValueError) as e:
