@@ -497,25 +497,70 @@ def targets_table(runs: dict, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The plot's panels: a few of the headline metrics (labels of HEADLINE).
+PLOT_METRICS = ("recon PSNR", "corr el", "MIG", "recog. intr.", "AUC intr.", "identity az", "id. decode(µ) az")
+
+
+def plot_rows(runs: dict) -> list[list[str]]:
+    """The plot's rows: each group of runs that differ only in seed (``seed_groups``) is one row, every other
+    run a row of its own; rows in the order the settings were first recorded (then by name)."""
+    grouped = seed_groups(runs)
+    member = {n for names in grouped.values() for n in names}
+    rows = list(grouped.values()) + [[n] for n in sorted(runs) if n not in member]
+
+    def first(names: list[str]) -> tuple[str, str]:
+        return min(str(runs[n].get("timestamp") or "") for n in names), names[0]
+
+    return sorted(rows, key=first)
+
+
 def plot(runs: dict, path: Path) -> None:
-    """One panel per headline metric: its value in every experiment."""
+    """A few headline metrics, one row per setting: a dot per run (seed), a bar at the mean of a row's seeds,
+    each axis spanning the data; the band is the setting with the most seeds (mean ± sample std)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    names = sorted(runs)
-    fig, axes = plt.subplots(3, 5, figsize=(20, 10), squeeze=False)
-    for ax, (label, model, metric) in zip(axes.ravel(), HEADLINE, strict=False):
-        v = [dig(runs[n]["metrics"].get(model, {}), metric) for n in names]
-        y = [np.nan if x is None else float(x) for x in v]
-        ax.barh(range(len(names)), y, color="tab:blue")
-        ax.set_yticks(range(len(names)), names if ax in axes[:, 0] else [""] * len(names), fontsize=7)
-        ax.set_title(f"{label} ({model})", fontsize=9)
-        ax.invert_yaxis()
+    rows = plot_rows(runs)
+    metrics = [h for h in HEADLINE if h[0] in PLOT_METRICS]
+    reference = max(rows, key=len) if any(len(r) > 1 for r in rows) else None
+    # a group is named by its seed-0 run (the setting's first), if it has one
+    heads = [next((n for n in names if runs[n]["params"].get("seed") == 0), names[0]) for names in rows]
+    labels = [h if len(names) == 1 else f"{h} ({len(names)} seeds)" for h, names in zip(heads, rows, strict=True)]
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(2.6 * len(metrics) + 2.4, 0.27 * len(rows) + 1.6), sharey=True, squeeze=False
+    )
+    for ax, (label, model, metric) in zip(axes[0], metrics, strict=True):
+        for i, names in enumerate(rows):
+            v = [float(x) for n in names if (x := dig(runs[n]["metrics"].get(model, {}), metric)) is not None]
+            if i % 2:
+                ax.axhspan(i - 0.5, i + 0.5, color="0.95", zorder=0)
+            if not v:
+                continue
+            ax.plot(v, [i] * len(v), "o", ms=4, color="tab:blue" if len(v) == 1 else "tab:orange", zorder=3)
+            if len(v) > 1:
+                ax.plot([np.mean(v)] * 2, [i - 0.35, i + 0.35], color="k", lw=1.5, zorder=4)
+        if reference:
+            v = [float(x) for n in reference if (x := dig(runs[n]["metrics"].get(model, {}), metric)) is not None]
+            if len(v) > 1:
+                m, sd = float(np.mean(v)), float(np.std(v, ddof=1))
+                ax.axvspan(m - sd, m + sd, color="tab:green", alpha=0.15, zorder=1)
+        ax.set_title(label if model == "dcign" else f"{label} ({model})", fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", color="0.85", lw=0.5)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+    axes[0][0].set_yticks(range(len(rows)), labels, fontsize=8)
+    note = "one row per setting, in the order first run; a dot per run"
+    note += " (orange: seeds of one setting, black bar: their mean)"
+    if reference:
+        note += f"; green band: the {len(reference)} seeds of {heads[rows.index(reference)]}, mean ± sd"
+    fig.suptitle(f"Headline metrics of the study's runs (DC-IGN): {note}", fontsize=10)
     fig.tight_layout()
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)

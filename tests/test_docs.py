@@ -94,3 +94,12 @@ def test_readme_command_writes_the_doc_and_the_headline(tmp_path):
     readme.write_text("no markers\n")
     r = CliRunner().invoke(E.main, args)
     assert r.exit_code != 0 and "headline:start" in r.output and readme.read_text() == "no markers\n"
+
+
+def test_plot_rows_group_seeds_in_the_order_first_run():
+    runs = E.load_runs(ROOT / E.RUNS)
+    rows = E.plot_rows(runs)
+    assert sorted(n for r in rows for n in r) == sorted(runs)
+    assert ["c09-fused-s0", "c09-fused-s1", "c09-fused-s2", "c09-fused-s3"] in rows
+    first = [min(runs[n]["timestamp"] for n in r) for r in rows]
+    assert first == sorted(first)
