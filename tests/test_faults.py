@@ -356,7 +356,10 @@ def test_evaluate_write_failing_with_efbig_leaves_no_output_and_rerun_is_identic
         pytest.param(
             signal.SIGTERM,
             marks=pytest.mark.xfail(
-                reason="known bug: a SIGTERM at some points of evaluate leaves eval.partial behind", strict=False
+                reason="known flaky: a SIGTERM once left eval.partial behind in a fresh-clone run; the one window"
+                " found (a stop between the first folders made and the clean-up's try) is closed, the cause is"
+                " not confirmed",
+                strict=False,
             ),
         ),
         signal.SIGINT,
