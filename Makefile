@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # dvc stages run `python -m ...`: the venv goes first on PATH so that python is the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install browser repro push pull test test-fast lint format exp explore metrics report bench bench-readme \
+.PHONY: help install browser repro repro-full push pull test test-fast lint format exp explore metrics report bench bench-readme \
 	shell clean-venv
 
 help:  ## list the targets
@@ -66,6 +66,15 @@ ARGS ?=
 
 exp: install  ## an experiment: make exp ARGS="-S train.steps=8000 -S train.invariance=0.1"
 	$(BIN)/dvc exp run $(ARGS)
+	$(BIN)/dcign-summary exp
+
+SEED ?= 0
+
+# The full profile as the experiment full-s$(SEED): params-full.yaml for the run, params.yaml restored
+# after it (the results stay in the workspace and in `dvc exp show`; `dvc exp apply full-s0` brings them back).
+repro-full: install  ## the full profile (params-full.yaml) as the experiment full-s$$(SEED): make repro-full SEED=1
+	cp params.yaml .params-default.yaml && cp params-full.yaml params.yaml
+	$(BIN)/dvc exp run -n full-s$(SEED) -S seed=$(SEED); rc=$$?; mv .params-default.yaml params.yaml; exit $$rc
 	$(BIN)/dcign-summary exp
 
 explore: install  ## the explorer in the browser: make explore ARGS="--checkpoint models/dcign --port 7860"
