@@ -72,7 +72,7 @@ SEED ?= 0
 
 # The full profile as the experiment full-s$(SEED): params-full.yaml for the run, params.yaml restored
 # after it (the results stay in the workspace and in `dvc exp show`; `dvc exp apply full-s0` brings them back).
-repro-full: install  ## the full profile (params-full.yaml) as the experiment full-s$$(SEED): make repro-full SEED=1
+repro-full: install  ## the full profile (params-full.yaml) as the experiment full-s<SEED>: make repro-full SEED=1
 	cp params.yaml .params-default.yaml && cp params-full.yaml params.yaml
 	$(BIN)/dvc exp run -n full-s$(SEED) -S seed=$(SEED); rc=$$?; mv .params-default.yaml params.yaml; exit $$rc
 	$(BIN)/dcign-summary exp
