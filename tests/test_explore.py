@@ -1,6 +1,6 @@
 """dcign-explore: slider values -> code -> image, degree labels, errors, Blender beside the decoder, the browser.
 
-The fast tests use a drawn (untrained) network and calibrations fitted by ``pipeline.calibration``;
+The fast tests use a drawn (untrained) network and calibrations fitted by ``pipeline.evaluation.calibration``;
 the tests marked slow use the tiny project of conftest.py (rendered by Blender, trained by the
 trainer, calibrated by the evaluation stage), and the browser test drives the page in Debian's
 headless Chromium through Selenium (skipped, with the reason, where they are not installed).
@@ -16,9 +16,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline import calibration as C
-from pipeline import explore as E
-from pipeline.fit import Scene
+from pipeline.evaluation import calibration as C
+from pipeline.explorer import explorer as E
+from render.scene_renderer import Scene
 from render.vocabulary import FACTORS
 
 RANGES = {"azimuth": (-90.0, 90.0), "elevation": (-23.0, 23.0), "light": (-80.0, 80.0)}
@@ -150,7 +150,7 @@ def test_traversal_gif_has_one_frame_per_step_decoded_beside_rendered(tmp_path):
 
 # --- the tiny project: checkpoints from the trainer, calibrations from the evaluation ---------------
 def explore_cli(*args):
-    from pipeline.explore_cli import main
+    from pipeline.explorer.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -168,7 +168,7 @@ def explore_cli(*args):
 def test_cli_errors_are_one_line_naming_the_file(tiny_eval, tmp_path, case, message):
     pytest.importorskip("gradio", reason="dcign-explore needs the explore extra")
     root, _ = tiny_eval
-    from pipeline.explore_screenshot import free_port
+    from pipeline.explorer.browser import free_port
 
     args = ["--checkpoint", root / "models" / "dcign", "--no-baseline", "--port", free_port()]
     if case == "checkpoint":
@@ -240,14 +240,14 @@ def test_test_images_of_another_resolution_are_refused_with_the_folder(tiny_eval
 
 # --- in a real browser ------------------------------------------------------------------------------
 def _browser_skip() -> str | None:
-    from pipeline.explore_screenshot import missing_browser
+    from pipeline.explorer.browser import missing_browser
 
     return missing_browser()
 
 
 @pytest.fixture(scope="module")
 def page(explorer):
-    from pipeline.explore_screenshot import Page, chrome, free_port
+    from pipeline.explorer.browser import Page, chrome, free_port
 
     demo = E.build_app(explorer)
     url = E.launch(demo, port=free_port())
@@ -263,7 +263,7 @@ def page(explorer):
 def test_moving_the_azimuth_slider_changes_the_decoded_image_and_renders_at_its_angle(page, explorer):
     from selenium.webdriver.common.keys import Keys
 
-    from pipeline.explore_screenshot import image_bytes
+    from pipeline.explorer.browser import image_bytes
 
     page.open()
     assert page.text("render-label").startswith("Blender render at azimuth")

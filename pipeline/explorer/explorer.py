@@ -11,7 +11,7 @@ intrinsic latents have sliders of their own, in units of the prior's standard de
 
 A face is a held-out test image (its scene, angles and face coefficients, is in its shard), a new
 face drawn from the face model and rendered, or an uploaded image (no scene known: no render).
-One persistent Blender scene (:class:`pipeline.fit.SceneRenderer`) lives in a worker process, so
+One persistent Blender scene (:class:`render.scene_renderer.SceneRenderer`) lives in a worker process, so
 that Blender's single-threaded Python never runs inside the web server's threads and a crash
 there leaves the server up.
 
@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import calibration as C
-from pipeline.fit import Scene, SceneRenderer, read_angles
+from pipeline.evaluation import calibration as C
+from render.scene_renderer import Scene, SceneRenderer
 from render.vocabulary import FACTORS
 
 log = logging.getLogger("dcign.explore")
@@ -92,13 +92,12 @@ def load(checkpoint: str | Path, calibration: str | Path | None = None, name: st
     """
     from dcign.checkpoint import load_model, trained_method
     from dcign.config import GROUPED_METHODS
-    from pipeline.rerender import default_calibration
 
     checkpoint = Path(checkpoint)
     model, cfg, info = load_model(checkpoint)
     method = trained_method(info, checkpoint)
     if calibration is None:
-        calibration = default_calibration(checkpoint)
+        calibration = C.default_calibration(checkpoint)
         if calibration is None:
             raise ExploreError(
                 f"{checkpoint}: no eval/calibration/<model>.npz above it (dcign-evaluate writes one); "
@@ -154,7 +153,7 @@ def slider_code(mu: np.ndarray, calibration: C.Calibration, angles: dict, intrin
 
 def decode_code(model, code: np.ndarray) -> np.ndarray:
     """One code -> uint8 (R, R) image."""
-    from pipeline.encode import decode
+    from pipeline.evaluation.encode import decode
 
     out = decode(model, np.asarray(code, dtype=np.float32)[None])[0]
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
@@ -162,7 +161,7 @@ def decode_code(model, code: np.ndarray) -> np.ndarray:
 
 def encode_face(model, image: np.ndarray) -> np.ndarray:
     """uint8 (R, R) -> (D,) posterior mean."""
-    from pipeline.encode import encode
+    from pipeline.evaluation.encode import encode
 
     return encode(model, np.asarray(image, dtype=np.uint8)[None])[0][0]
 
@@ -189,7 +188,7 @@ def scene_label(scene: Scene) -> str:
 
 def compare(decoded: np.ndarray, rendered: np.ndarray) -> dict[str, float]:
     """PSNR (dB) and SSIM of the decoded image against the render, both in [0, 1]."""
-    from pipeline.metrics import psnr, ssim
+    from pipeline.evaluation.metrics import psnr, ssim
 
     x = np.asarray(decoded, np.float64) / 255.0
     y = np.asarray(rendered, np.float64) / 255.0
@@ -215,12 +214,12 @@ class Face:
 
 def read_upload(path: str | Path, resolution: int) -> Face:
     """An uploaded image file -> grey face at ``resolution`` (resized with a note); ExploreError if it is none."""
-    from pipeline.rerender import RerenderError, decode_image, resize
+    from pipeline.images import ImageError, decode_image, resize
 
     name = Path(path).name
     try:
         grey = decode_image(path)
-    except RerenderError as e:
+    except ImageError as e:
         raise ExploreError(f"upload {name}: {str(e).split(': ', 1)[-1]}") from None
     note = None
     if grey.shape != (resolution, resolution):
@@ -436,7 +435,7 @@ class Explorer:
         if face.scene is not None:
             angles = {f: getattr(face.scene, f) for f in FACTORS}
         else:
-            angles = read_angles(lm.calibration, mu)
+            angles = C.read_angles(lm.calibration, mu)
         # to 0.1 degree, as the labels show them (a tenth of a degree moves no pixel of a 64x64 face)
         angles = {f: round(clamp_angle(lm.calibration[f], a), 1) for f, a in angles.items()}
         return {"angles": angles, "intrinsic": {i: round(float(mu[i]), 2) for i in lm.intrinsic}}
@@ -694,7 +693,7 @@ def build_app(explorer: Explorer, title: str = "dcign explorer"):
             info = f"**{face.source}**"
             if face.scene is not None:
                 info += f" — scene: {scene_label(face.scene)}"
-            read = read_angles(lm.calibration, mu)
+            read = C.read_angles(lm.calibration, mu)
             reading = ", ".join(f"{f} {fmt_degrees(a)}" for f, a in read.items())
             info += f"\n\n{lm.name} ({lm.method}) reads it as {reading}"
             if face.note:

@@ -3,7 +3,7 @@
     dcign-summary metrics [eval/metrics.json]   # after dvc repro: DC-IGN, entangled VAE, raw pixels
     dcign-summary exp [--limit 4]               # after dvc exp run: changed params and headline metrics
 
-The figures are the study's headline (``pipeline.experiments.HEADLINE``); ``dvc metrics show`` and
+The figures are the study's headline (``pipeline.study.record.HEADLINE``); ``dvc metrics show`` and
 ``dvc exp show`` still print everything.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.experiments import HEADLINE, IGNORED_PARAMS, RESULTS_ROWS, dig, flatten
+from pipeline.study.record import HEADLINE, IGNORED_PARAMS, RESULTS_ROWS, dig, flatten
 
 METRICS = Path("eval/metrics.json")
 WIDTH = 100  # columns of the terminal the tables must fit

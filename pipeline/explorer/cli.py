@@ -6,7 +6,7 @@
 Loads the checkpoint and its calibration (``eval/calibration/<model dir>.npz`` above it, as
 ``dcign-evaluate`` writes it), the baseline beside it when there is one, the held-out test
 sweeps, the face model and one Blender scene in a worker process, then serves the page of
-:mod:`pipeline.explore` on ``--host``:``--port`` and prints its URL. Nothing is shared on the
+:mod:`pipeline.explorer.explorer` on ``--host``:``--port`` and prints its URL. Nothing is shared on the
 internet and Gradio's analytics are off. A checkpoint, calibration, face model or test folder
 that cannot be used stops the command with one line naming the file.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import click
 
-from pipeline import explore as E
-from pipeline.calibration import CalibrationError
+from pipeline.evaluation.calibration import CalibrationError
+from pipeline.explorer import explorer as E
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

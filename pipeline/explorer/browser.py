@@ -2,7 +2,7 @@
 
 The browser test (``tests/test_explore.py``) and README's screenshot use these helpers:
 
-``python -m pipeline.explore_screenshot --out docs/explorer.png``  (models/dcign, models/baseline, data/test)
+``python -m pipeline.explorer.browser --out docs/explorer.png``  (models/dcign, models/baseline, data/test)
 
 Chromium and its driver are Debian's packages ``chromium`` and ``chromium-driver``
 (``/usr/bin/chromium``, ``/usr/bin/chromedriver``); Selenium is pointed at them, so it never
@@ -74,7 +74,7 @@ def chrome(width: int = 1400, height: int = 1300):
 
 
 class Page:
-    """The explorer's page in a browser, found by the elem_ids that :func:`pipeline.explore.build_app` sets."""
+    """The explorer's page in a browser, found by the elem_ids of :func:`pipeline.explorer.explorer.build_app`."""
 
     def __init__(self, driver, url: str, timeout: float = 60.0):
         self.driver, self.url, self.timeout = driver, url, timeout
@@ -190,13 +190,13 @@ def main(checkpoint, baseline, test_data, out, steps):
 
     from selenium.webdriver.common.keys import Keys
 
-    from pipeline import explore as E
+    from pipeline.explorer import explorer as E
 
     reason = missing_browser()
     if reason:
         raise click.ClickException(reason)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("explore_screenshot: %(message)s"))
+    handler.setFormatter(logging.Formatter("pipeline.explorer.browser: %(message)s"))
     E.log.addHandler(handler)
     E.log.setLevel(logging.INFO)
     with E.opened(checkpoint, None, baseline, None, test_data) as explorer:
