@@ -25,6 +25,7 @@ import numpy as np
 
 from benchmarks import record
 from pipeline.explorer import explorer as E
+from pipeline.explorer.page import build_app, launch
 
 # Records performance.now() whenever the Blender label's text changes.
 OBSERVE = """
@@ -67,8 +68,8 @@ def in_browser(explorer: E.Explorer, moves: int, steps: int) -> dict:
 
     from pipeline.explorer.browser import Page, chrome, free_port
 
-    demo = E.build_app(explorer)
-    url = E.launch(demo, port=free_port())
+    demo = build_app(explorer)
+    url = launch(demo, port=free_port())
     answers = []
     try:
         with chrome() as driver:

@@ -17,7 +17,9 @@ import torch
 from click.testing import CliRunner
 
 from pipeline.evaluation import calibration as C
+from pipeline.explorer import ExploreError
 from pipeline.explorer import explorer as E
+from pipeline.explorer.page import build_app, launch
 from render.scene_renderer import Scene
 from render.vocabulary import FACTORS
 
@@ -107,7 +109,7 @@ def test_upload_that_is_not_an_image_is_refused_and_another_size_is_resized_with
 
     notes = tmp_path / "notes.png"
     notes.write_text("not pixels")
-    with pytest.raises(E.ExploreError, match=r"^upload notes.png: not an image OpenCV can decode"):
+    with pytest.raises(ExploreError, match=r"^upload notes.png: not an image OpenCV can decode"):
         E.read_upload(notes, RES)
     cv2.imwrite(str(tmp_path / "face.png"), np.full((40, 30, 3), 90, np.uint8))
     face = E.read_upload(tmp_path / "face.png", RES)
@@ -116,13 +118,13 @@ def test_upload_that_is_not_an_image_is_refused_and_another_size_is_resized_with
 
 
 def test_a_model_of_another_resolution_is_refused_with_its_path():
-    with pytest.raises(E.ExploreError, match=r"^wide: trained at 32x32, but this explorer shows 16x16 faces"):
+    with pytest.raises(ExploreError, match=r"^wide: trained at 32x32, but this explorer shows 16x16 faces"):
         E.Explorer({"dcign": loaded(), "wide": loaded("wide", resolution=32)}, renderer=None, face_model=None)
     explorer = E.Explorer({"dcign": loaded()}, renderer=None, face_model=None)
-    with pytest.raises(E.ExploreError, match="trained at 32x32"):
+    with pytest.raises(ExploreError, match="trained at 32x32"):
         explorer.add(loaded("wide", resolution=32))
     assert list(explorer.models) == ["dcign"]
-    with pytest.raises(E.ExploreError, match="no model named 'nope'"):
+    with pytest.raises(ExploreError, match="no model named 'nope'"):
         explorer.model("nope")
 
 
@@ -144,7 +146,7 @@ def test_traversal_gif_has_one_frame_per_step_decoded_beside_rendered(tmp_path):
         assert gif.n_frames == E.TRAVERSE_FRAMES and gif.size == (2 * RES * 3 + 4, RES * 3 + 22)
     intrinsic = explorer.traverse("dcign", face, np.zeros(6), angles, {}, "z4")
     assert intrinsic[0][0] == "z4 -3.0" and intrinsic[0][2] is None  # no scene variable to render
-    with pytest.raises(E.ExploreError, match="z1: not one of the intrinsic sliders"):
+    with pytest.raises(ExploreError, match="z1: not one of the intrinsic sliders"):
         explorer.traverse("dcign", face, np.zeros(6), angles, {}, "z1")
 
 
@@ -232,9 +234,9 @@ def test_the_baseline_moves_the_latent_its_calibration_chose(explorer):
 def test_test_images_of_another_resolution_are_refused_with_the_folder(tiny_eval):
     root, _ = tiny_eval
     faces = E.TestFaces(root / "data" / "test")
-    with pytest.raises(E.ExploreError, match=r"test/azimuth: rendered at 16x16 but the model was trained at 64x64"):
+    with pytest.raises(ExploreError, match=r"test/azimuth: rendered at 16x16 but the model was trained at 64x64"):
         faces.face("azimuth", 0, 64)
-    with pytest.raises(E.ExploreError, match=r"image 99 does not exist \(4 images: 0..3\)"):
+    with pytest.raises(ExploreError, match=r"image 99 does not exist \(4 images: 0..3\)"):
         faces.face("azimuth", 99, RES)
 
 
@@ -249,8 +251,8 @@ def _browser_skip() -> str | None:
 def page(explorer):
     from pipeline.explorer.browser import Page, chrome, free_port
 
-    demo = E.build_app(explorer)
-    url = E.launch(demo, port=free_port())
+    demo = build_app(explorer)
+    url = launch(demo, port=free_port())
     try:
         with chrome() as driver:
             yield Page(driver, url)

@@ -74,7 +74,7 @@ def chrome(width: int = 1400, height: int = 1300):
 
 
 class Page:
-    """The explorer's page in a browser, found by the elem_ids of :func:`pipeline.explorer.explorer.build_app`."""
+    """The explorer's page in a browser, found by the elem_ids that :func:`pipeline.explorer.page.layout` sets."""
 
     def __init__(self, driver, url: str, timeout: float = 60.0):
         self.driver, self.url, self.timeout = driver, url, timeout
@@ -190,18 +190,19 @@ def main(checkpoint, baseline, test_data, out, steps):
 
     from selenium.webdriver.common.keys import Keys
 
-    from pipeline.explorer import explorer as E
+    from pipeline.explorer.explorer import log, opened
+    from pipeline.explorer.page import build_app, launch
 
     reason = missing_browser()
     if reason:
         raise click.ClickException(reason)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("pipeline.explorer.browser: %(message)s"))
-    E.log.addHandler(handler)
-    E.log.setLevel(logging.INFO)
-    with E.opened(checkpoint, None, baseline, None, test_data) as explorer:
-        demo = E.build_app(explorer)
-        url = E.launch(demo, port=free_port())
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    with opened(checkpoint, None, baseline, None, test_data) as explorer:
+        demo = build_app(explorer)
+        url = launch(demo, port=free_port())
         try:
             with chrome() as driver:
                 page = Page(driver, url).open()
