@@ -202,73 +202,106 @@ def write_tables(out: Path, results: list[dict]) -> None:
 @click.option("--resize/--no-resize", default=True, help="Resize images of another size (with a note) or refuse.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def main(
-    input_path,
-    checkpoint,
-    calibration,
-    face_model,
-    budget,
-    objective,
-    shape_components,
-    albedo_components,
-    samples,
-    seed,
-    weights,
-    limit,
-    resize,
-    out_dir,
-    progress,
-):
+def main(**options):
     """Infer azimuth, elevation, light and face coefficients of face images by analysis-by-synthesis."""
-    group_weights = parse_weights(weights)
-    objectives = ("code", "pixel") if objective == "both" else (objective,)
-    from dcign.checkpoint import CheckpointError, load_model, trained_method
-    from dcign.config import GROUPED_METHODS
-    from render.faces.loaders import FaceModelError, load_face_model
-    from render.job import model_fingerprint
+    o = Options(**options)
+    group_weights = parse_weights(o.weights)
+    from dcign.checkpoint import CheckpointError
+    from render.faces.loaders import FaceModelError
 
     try:
-        model, mcfg, info = load_model(checkpoint)
-        grouped = trained_method(info, checkpoint) in GROUPED_METHODS
-        if calibration is None:
-            calibration = C.default_calibration(checkpoint)
-        if calibration is None:
-            raise FitError(f"no eval/calibration/<model>.npz found above {checkpoint}; pass --calibration")
-        table = C.load(calibration, mcfg.latent)
-        faces = load_face_model(face_model)
-        items = collect(input_path, mcfg.resolution, resize, limit)
-        if len({it.name for it in items}) != len(items):
-            raise FitError(f"{input_path}: image names are not unique")
-        cfg = FitConfig(
-            budget=budget,
-            shape_components=min(shape_components, faces.n_shape),
-            albedo_components=min(albedo_components, faces.n_albedo),
-            seed=seed,
-            weights=group_weights if grouped else {},
-        ).validate()
-        if group_weights and not grouped:
-            print("note: the model has no latent groups; --weight is ignored", file=sys.stderr)
-        for sub in ("results", "images"):
-            check_writable(out_dir / sub, FitError)
-        key = {  # what a result must have been fitted with to be reused
-            "format": FORMAT,
-            "checkpoint": sha256_file(Path(checkpoint) / "model.safetensors" if checkpoint.is_dir() else checkpoint),
-            "calibration": sha256_file(calibration),
-            "face_model": model_fingerprint(faces),
-            "objectives": list(objectives),
-            "samples": samples,
-            **{k: v for k, v in asdict(cfg).items() if k != "seed"},
-            "seed": seed,
-        }
-        ranges = {f: table[f].range if f in table else DEFAULT_RANGES[f] for f in FACTORS}
-        space = SearchSpace(ranges, cfg.shape_components, cfg.albedo_components, cfg.coefficient_bound)
-        key = json.loads(json.dumps(key))  # as it reads back from a result file
+        setup = prepare(o, group_weights)
         with stop_on_signals("dcign-fit", "the results of the images fitted so far", defer=True):
-            run(items, model, table, faces, space, cfg, objectives, grouped, samples, key, out_dir, progress)
+            run(setup, o)
     except (FitError, C.CalibrationError, CheckpointError, FaceModelError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
-        raise click.ClickException(f"{e.filename or out_dir}: {e.strerror or e}") from None
+        raise click.ClickException(f"{e.filename or o.out_dir}: {e.strerror or e}") from None
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line, as click parses it: one field per option."""
+
+    input_path: Path
+    checkpoint: Path
+    calibration: Path | None  # None: eval/calibration/<model dir name>.npz above the checkpoint
+    face_model: str
+    budget: int
+    objective: str  # code, pixel, ssim or both
+    shape_components: int
+    albedo_components: int
+    samples: int
+    seed: int
+    weights: tuple[str, ...]  # GROUP=W
+    limit: int | None
+    resize: bool
+    out_dir: Path
+    progress: bool
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return ("code", "pixel") if self.objective == "both" else (self.objective,)
+
+
+@dataclass
+class Setup:
+    """What the images are fitted with, loaded and checked before the first image is fitted."""
+
+    items: list[Item]
+    model: object  # dcign.model.DCIGN
+    grouped: bool  # latent groups (the DC-IGN) or one code (the entangled baseline)
+    table: C.Calibration
+    faces: object  # the face model (render.faces.model.MorphableModel)
+    cfg: FitConfig
+    space: SearchSpace
+    key: dict  # what a result must have been fitted with to be reused
+
+
+def prepare(o: Options, group_weights: dict[str, float]) -> Setup:
+    """Load the checkpoint, its calibration and the face model, collect the images, check the output folder."""
+    from dcign.checkpoint import load_model, trained_method
+    from dcign.config import GROUPED_METHODS
+    from render.faces.loaders import load_face_model
+    from render.job import model_fingerprint
+
+    checkpoint, calibration = o.checkpoint, o.calibration
+    model, mcfg, info = load_model(checkpoint)
+    grouped = trained_method(info, checkpoint) in GROUPED_METHODS
+    if calibration is None:
+        calibration = C.default_calibration(checkpoint)
+    if calibration is None:
+        raise FitError(f"no eval/calibration/<model>.npz found above {checkpoint}; pass --calibration")
+    table = C.load(calibration, mcfg.latent)
+    faces = load_face_model(o.face_model)
+    items = collect(o.input_path, mcfg.resolution, o.resize, o.limit)
+    if len({it.name for it in items}) != len(items):
+        raise FitError(f"{o.input_path}: image names are not unique")
+    cfg = FitConfig(
+        budget=o.budget,
+        shape_components=min(o.shape_components, faces.n_shape),
+        albedo_components=min(o.albedo_components, faces.n_albedo),
+        seed=o.seed,
+        weights=group_weights if grouped else {},
+    ).validate()
+    if group_weights and not grouped:
+        print("note: the model has no latent groups; --weight is ignored", file=sys.stderr)
+    for sub in ("results", "images"):
+        check_writable(o.out_dir / sub, FitError)
+    key = {  # what a result must have been fitted with to be reused
+        "format": FORMAT,
+        "checkpoint": sha256_file(Path(checkpoint) / "model.safetensors" if checkpoint.is_dir() else checkpoint),
+        "calibration": sha256_file(calibration),
+        "face_model": model_fingerprint(faces),
+        "objectives": list(o.objectives),
+        "samples": o.samples,
+        **{k: v for k, v in asdict(cfg).items() if k != "seed"},
+        "seed": o.seed,
+    }
+    ranges = {f: table[f].range if f in table else DEFAULT_RANGES[f] for f in FACTORS}
+    space = SearchSpace(ranges, cfg.shape_components, cfg.albedo_components, cfg.coefficient_bound)
+    key = json.loads(json.dumps(key))  # as it reads back from a result file
+    return Setup(items, model, grouped, table, faces, cfg, space, key)
 
 
 def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
@@ -285,9 +318,11 @@ def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def run(items, model, table, faces, space, cfg, objectives, grouped, samples, key, out_dir, progress) -> None:
+def run(setup: Setup, o: Options) -> None:
+    """Fit every image not fitted yet with the same settings, writing each result as it is done; then the tables."""
     from tqdm import tqdm
 
+    items, key, cfg, out_dir = setup.items, setup.key, setup.cfg, o.out_dir
     results = []
     todo = []
     for it in items:
@@ -296,13 +331,13 @@ def run(items, model, table, faces, space, cfg, objectives, grouped, samples, ke
     if results:
         print(f"{len(results)} of {len(items)} images already fitted in {out_dir}; fitting the rest", file=sys.stderr)
     if todo:
-        with SceneRenderer(faces, model.config.resolution, samples) as render:
-            bar = tqdm(todo, desc="fit", unit="image", disable=not progress, file=sys.stderr)
+        with SceneRenderer(setup.faces, setup.model.config.resolution, o.samples) as render:
+            bar = tqdm(todo, desc="fit", unit="image", disable=not o.progress, file=sys.stderr)
             for it in bar:
                 if it.note:
                     tqdm.write(f"{it.source}: {it.note}", file=sys.stderr)
                 c = replace(cfg, seed=item_seed(cfg.seed, it.name))
-                fit = fit_image(it.image, model, table, render, space, c, objectives, grouped)
+                fit = fit_image(it.image, setup.model, setup.table, render, setup.space, c, o.objectives, setup.grouped)
                 result = {
                     "image": it.name,
                     "source": it.source,
@@ -324,7 +359,7 @@ def run(items, model, table, faces, space, cfg, objectives, grouped, samples, ke
     order = {it.name: i for i, it in enumerate(items)}
     results.sort(key=lambda r: order[r["image"]])
     write_tables(out_dir, results)
-    print(f"{out_dir}: {len(results)} images fitted ({', '.join(objectives)}; budget {cfg.budget})", file=sys.stderr)
+    print(f"{out_dir}: {len(results)} images fitted ({', '.join(o.objectives)}; budget {cfg.budget})", file=sys.stderr)
 
 
 if __name__ == "__main__":
