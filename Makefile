@@ -84,7 +84,7 @@ report: install  ## report.md against BASE (default main)
 RESULTS := benchmarks/results
 
 # Speed figures: run on an idle machine. Each benchmark writes what it prints to $(RESULTS).
-bench: install browser  ## run the benchmarks (idle machine!), then rewrite README's benchmark tables
+bench: install browser  ## run the benchmarks (idle machine!), then rewrite docs/benchmarks.md's tables
 	$(BIN)/python -m benchmarks.render --json $(RESULTS)/render.json
 	$(BIN)/python -m benchmarks.train --seconds 8 --json $(RESULTS)/train.json
 	$(BIN)/python -m benchmarks.train --seconds 8 --filters 32,32,32 --latent 32 --resolutions 64 \
@@ -92,7 +92,7 @@ bench: install browser  ## run the benchmarks (idle machine!), then rewrite READ
 	$(BIN)/python -m benchmarks.explore --json $(RESULTS)/explore.json
 	$(BIN)/python -m benchmarks.readme --results $(RESULTS)
 
-bench-readme: install  ## rewrite README's benchmark tables from $(RESULTS)/*.json
+bench-readme: install  ## rewrite docs/benchmarks.md's tables from $(RESULTS)/*.json
 	$(BIN)/python -m benchmarks.readme --results $(RESULTS)
 
 shell: install  ## a shell with .venv active (dvc and the dcign-* commands on PATH)

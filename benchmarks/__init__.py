@@ -1,1 +1,1 @@
-"""Speed and correctness measurements behind README's figures; each writes what it prints with ``--json``."""
+"""Speed and correctness measurements behind docs/benchmarks.md; each writes what it prints with ``--json``."""

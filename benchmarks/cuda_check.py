@@ -1,4 +1,4 @@
-"""The GPU check behind README's "On a GPU" paragraph: training, resume and encoding on CUDA.
+"""The GPU check behind docs/benchmarks.md's "On a GPU" section: training, resume and encoding on CUDA.
 
     python -m benchmarks.cuda_check [--seconds 10] [--json FILE]
 

@@ -1,13 +1,13 @@
-"""README's two benchmark tables, written from the JSON files the benchmarks write.
+"""The two benchmark tables of docs/benchmarks.md, written from the JSON files the benchmarks write.
 
-    python -m benchmarks.readme [--results benchmarks/results] [--readme README.md] [--check]
+    python -m benchmarks.readme [--results benchmarks/results] [--doc docs/benchmarks.md] [--check]
 
 Reads ``render.json`` (``python -m benchmarks.render --json``), ``train.json`` (``python -m
 benchmarks.train --json``, the paper-size network) and, when present, ``train-default.json`` (the
-default profile's network), and replaces the text between README's markers
-``<!-- benchmarks.readme:render -->`` / ``<!-- /benchmarks.readme:render -->`` (and ``:train``)
+default profile's network), and replaces the text between the document's markers
+``<!-- benchmarks.render:start -->`` / ``<!-- benchmarks.render:end -->`` (and ``benchmarks.train``)
 with the tables and the sentences around them. ``--check`` changes nothing and exits with status
-1 when README is not what the JSON files give. ``make bench`` measures and then runs this.
+1 when the document is not what the JSON files give. ``make bench`` measures and then runs this.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from render.atomic import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
 SWEEP_LABELS = {
     "shape": "shape (new mesh per image)",
     "texture": "texture (new colours per image)",
@@ -32,7 +33,7 @@ TARGETS = {"b_over_a": 3.0, "c_over_b": 1.7, "fp32_of_peak": 0.70, "bf16_over_fp
 
 
 class ReadmeError(click.ClickException):
-    """A missing or unreadable results file, or README without the markers."""
+    """A missing or unreadable results file, or a document without the markers."""
 
 
 def machine(record: dict) -> str:
@@ -165,26 +166,32 @@ def sections(results: Path) -> dict[str, str]:
 
 def replace_sections(text: str, new: dict[str, str]) -> str:
     for name, body in new.items():
-        pattern = re.compile(rf"(<!-- benchmarks\.readme:{name} -->\n).*?(\n<!-- /benchmarks\.readme:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- benchmarks\.{name}:start -->\n).*?(\n<!-- benchmarks\.{name}:end -->)", re.S)
         if not pattern.search(text):
-            raise ReadmeError(f"README has no <!-- benchmarks.readme:{name} --> ... <!-- /benchmarks.readme:{name} -->")
+            raise ReadmeError(
+                f"the document has no <!-- benchmarks.{name}:start --> ... <!-- benchmarks.{name}:end --> markers"
+            )
         text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
     return text
 
 
 @click.command()
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
-@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=ROOT / "README.md")
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 when README differs from the results.")
-def main(results: Path, readme: Path, check: bool) -> None:
-    """Write README's benchmark tables from the benchmarks' JSON results."""
-    text = readme.read_text()
-    updated = replace_sections(text, sections(results))
+@click.option("--doc", type=click.Path(dir_okay=False, path_type=Path), default=DOC, show_default=True)
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when the document differs from the results.")
+def main(results: Path, doc: Path, check: bool) -> None:
+    """Write the benchmark tables of docs/benchmarks.md from the benchmarks' JSON results."""
+    text = doc.read_text()
+    new = sections(results)
+    try:
+        updated = replace_sections(text, new)
+    except ReadmeError as e:
+        raise ReadmeError(f"{doc}: {e.message}") from None
     if check:
         sys.exit(0 if updated == text else 1)
     if updated != text:
-        atomic_write_bytes(readme, updated.encode())
-    click.echo(f"{readme}: benchmark tables {'rewritten' if updated != text else 'already up to date'}")
+        atomic_write_bytes(doc, updated.encode())
+    click.echo(f"{doc}: benchmark tables {'rewritten' if updated != text else 'already up to date'}")
 
 
 if __name__ == "__main__":

@@ -157,6 +157,10 @@ class TrainConfig:
     # The last decoder_steps of `steps` train the decoder alone (encoder frozen) to reconstruct each
     # image from its own posterior mean, unclamped. 0 is the paper (a deviation).
     decoder_steps: int = 0
+    # Share of a sweep batch's images that the decoder phase decodes from another image's code of the
+    # batch with their own active group (the edit that re-rendering makes): the decoder learns to
+    # draw the target pose from a code whose intrinsic group still carries the source's. 0: own code.
+    decoder_swap: float = 0.0
     # Relative frequency of batch types per latent group (paper ~1:1:1:10); groups absent from the data are skipped.
     sweep_ratio: dict[str, float] = field(
         default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 3.0}
@@ -197,6 +201,9 @@ class TrainConfig:
         _choice("clamp_to", self.clamp_to, ("mean", "first"))
         _nonneg_float("own_recon", self.own_recon)
         _nonneg_int("decoder_steps", self.decoder_steps)
+        _fraction("decoder_swap", self.decoder_swap)
+        if self.decoder_swap > 0 and self.decoder_steps == 0:
+            raise ConfigError("decoder_swap applies to the decoder phase: set decoder_steps above 0 too")
         if self.decoder_steps >= self.steps:
             raise ConfigError(
                 f"decoder_steps ({self.decoder_steps}) must be below steps ({self.steps}): they are the last of them"
@@ -296,6 +303,11 @@ def _positive_float(name, v):
 def _nonneg_float(name, v):
     if not _number(v) or v < 0:
         raise ConfigError(f"{name} must be a non-negative number, got {v!r}")
+
+
+def _fraction(name, v):
+    if not _number(v) or not 0 <= v <= 1:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {v!r}")
 
 
 def _bool(name, v):

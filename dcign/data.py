@@ -8,7 +8,9 @@ processes, or a single process accumulating the same slots all see the same batc
 The entangled baselines draw B random images from anywhere instead, with no active group;
 Ada-GVAE (``pairs``) takes one render batch of a group, shuffled, as pairs ``(i, i + B/2)`` of
 images that share every factor but the swept one, with no active group (an odd last image is
-left out). FactorVAE's per-dimension permutations (``permutations``) are drawn after the noise.
+left out). FactorVAE's per-dimension permutations (``permutations``) are drawn after the noise,
+and the decoder phase's swap partners (``swap``: the share of images given another image of the
+batch as partner) after those, so that neither changes the draws before it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Slot:
     active: str | None  # active latent group; None for the entangled baseline
     eps: np.ndarray  # (B, D) float32 reparameterisation noise
     perm: np.ndarray | None = None  # (B, D) int64: column d of the code is permuted by perm[:, d] (FactorVAE)
+    partner: np.ndarray | None = None  # (B,) int64: whose inactive groups image i is decoded with (decoder phase)
 
 
 class TrainingData:
@@ -66,6 +69,11 @@ def fetch_permutation(slot: Slot, device: torch.device) -> torch.Tensor | None:
     return None if slot.perm is None else torch.from_numpy(slot.perm).to(device)
 
 
+def fetch_partner(slot: Slot, device: torch.device) -> torch.Tensor | None:
+    """The slot's (B,) swap partners on ``device``, or None."""
+    return None if slot.partner is None else torch.from_numpy(slot.partner).to(device)
+
+
 class Schedule:
     """Which images, active group and noise every slot of every step uses."""
 
@@ -78,10 +86,11 @@ class Schedule:
         entangled: bool,
         pairs: bool = False,
         permutations: bool = False,
+        swap: float = 0.0,
     ):
         """``entangled``: random images; ``pairs``: a shuffled render batch (see the module doc)."""
         self.data, self.seed, self.latent, self.entangled = data, seed, latent, entangled
-        self.pairs, self.permutations = pairs, permutations
+        self.pairs, self.permutations, self.swap = pairs, permutations, swap
         self.by_group = {g: data.batch_indices(g) for g in GROUPS}
         present = [g for g in GROUPS if len(self.by_group[g]) and ratio.get(g, 0) > 0]
         if not entangled and not present:
@@ -105,7 +114,11 @@ class Schedule:
         n = len(images)
         eps = rng.standard_normal((n, self.latent), dtype=np.float32)
         perm = np.argsort(rng.random((n, self.latent)), axis=0) if self.permutations else None
-        return Slot(images=images, active=active, eps=eps, perm=perm)
+        partner = None
+        if self.swap > 0 and active is not None:  # another image of the batch for a `swap` share of them
+            other = (np.arange(n) + rng.integers(1, n, size=n)) % n
+            partner = np.where(rng.random(n) < self.swap, other, np.arange(n))
+        return Slot(images=images, active=active, eps=eps, perm=perm, partner=partner)
 
     def slots(self, step: int, first: int, count: int) -> list[Slot]:
         """Slots ``first .. first + count - 1`` of ``step`` (a rank takes its own contiguous range)."""

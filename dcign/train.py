@@ -35,7 +35,7 @@ from dcign.checkpoint import (
     save_checkpoint,
 )
 from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
-from dcign.data import Schedule, fetch_permutation, load_training_data
+from dcign.data import Schedule, fetch_partner, fetch_permutation, load_training_data
 from dcign.model import DCIGN, loss_terms, reconstruction_nll
 from dcign.objectives import DISCRIMINATOR_BETAS, Discriminator, discriminator_loss, permute_dims, regulariser
 from render.atomic import check_writable, removed_if_failed_empty
@@ -62,6 +62,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+# (images, noise, active group, FactorVAE's permutation, the decoder phase's swap partners): one slot
+Batch = tuple[torch.Tensor, torch.Tensor, str | None, torch.Tensor | None, torch.Tensor | None]
+
+
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(model.parameters(), lr=cfg.lr)
@@ -71,13 +75,13 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    batches: list[tuple[torch.Tensor, torch.Tensor, str | None, torch.Tensor | None]],
+    batches: list[Batch],
     cfg: TrainConfig,
     world_size: int = 1,
     dataset_size: int = 1,
     critic: tuple[nn.Module, torch.optim.Optimizer] | None = None,
 ) -> list[float]:
-    """One optimizer step over this rank's (images, noise, active group, permutation) batches; returns TERMS.
+    """One optimizer step over this rank's batches (``Batch``; the partners unused); returns TERMS.
 
     ``dataset_size``: images the batches are drawn from (beta-TCVAE's estimator); ``critic``:
     FactorVAE's discriminator and its optimizer, stepped with the model. The terms are averaged
@@ -91,7 +95,7 @@ def train_step(
     if critic is not None:
         critic[1].zero_grad(set_to_none=True)
     totals = torch.zeros(len(TERMS) + 1, device=device)  # TERMS, then the discriminator's loss (FactorVAE)
-    for i, (x, eps, active, permutation) in enumerate(batches):
+    for i, (x, eps, active, permutation, *_) in enumerate(batches):
         # Under DDP, all-reduce gradients only with the last of this rank's batches.
         last = i == k - 1 or not isinstance(model, DistributedDataParallel)
         with contextlib.nullcontext() if last else model.no_sync():
@@ -140,12 +144,16 @@ def train_step(
 def decoder_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    batches: list[tuple[torch.Tensor, torch.Tensor, str | None, torch.Tensor | None]],
+    batches: list[Batch],
     cfg: TrainConfig,
     world_size: int = 1,
 ) -> list[float]:
     """One step of the decoder phase: the encoder frozen, the decoder fitted to each image from its own
     posterior mean, unclamped; returns TERMS (loss = recon, the KL for the record, no invariance).
+
+    With ``decoder_swap``, an image of a sweep batch whose slot names another image of the batch as
+    its partner is decoded from the partner's code with its own active group (its swept angle, or
+    its face in an intrinsic batch): the edit that re-rendering makes, with the true image as target.
 
     The update is skipped when a term is not finite, as in :func:`train_step`. Under DDP the decoder's
     gradients are averaged here (the encoder has none, which DDP's own reducer does not allow).
@@ -155,11 +163,14 @@ def decoder_step(
     k = len(batches)
     optimizer.zero_grad(set_to_none=True)
     totals = torch.zeros(len(TERMS), device=device)
-    for x, *_ in batches:
+    for x, _, active, _, partner in batches:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             with torch.no_grad():
                 mu, logvar = raw.encode(x)  # (N, D) each
-            logits = raw.decoder(mu)
+                code = mu
+                if partner is not None:  # the partner's inactive groups, the image's own active group
+                    code = torch.where(raw.clamp_mask(active), mu[partner], mu)
+            logits = raw.decoder(code)
         recon = reconstruction_nll(raw.config, logits, x)
         (recon / k).backward()
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
@@ -312,6 +323,7 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         entangled=cfg.batches == "random",
         pairs=cfg.batches == "pairs",
         permutations=cfg.method == "factor_vae",
+        swap=cfg.decoder_swap,
     )
     if rank == 0:
         check_writable(out_dir, TrainError)
@@ -420,7 +432,10 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         # ---- data: this rank's slots of the global schedule -> (images, noise, active group)
         t0 = time.perf_counter()
         slots = schedule.slots(step, rank * k, k)
-        batches = [(*data.fetch(s, device, cfg.channels_last), s.active, fetch_permutation(s, device)) for s in slots]
+        batches: list[Batch] = []
+        for s in slots:
+            x, eps = data.fetch(s, device, cfg.channels_last)
+            batches.append((x, eps, s.active, fetch_permutation(s, device), fetch_partner(s, device)))
         t1 = time.perf_counter()
 
         # ---- compute: forward (clamped), backward, all-reduce, update unless non-finite

@@ -4,6 +4,10 @@ While Cycles renders, Blender's main thread waits by spinning (``sched_yield``),
 threads spin too. Left to the scheduler, two workers' render threads can share a core while
 both spinners hold the other; one pinned core per worker and one BLAS thread keep each render
 thread beside its own spinner.
+
+The workers' temp directory (``TMPDIR``, where Blender makes its session folder as it starts) is
+a scratch folder of the pool's own, named after the parent's pid: a worker killed before it could
+mark its Blender folder leaves nothing behind that the next run cannot tell is orphaned.
 """
 
 from __future__ import annotations
@@ -12,11 +16,17 @@ import contextlib
 import multiprocessing as mp
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
+
+from render.atomic import remove_orphaned_scratch, scratch_prefix
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+POOL_SCRATCH = "dcign-workers"  # the pool's temp folder: <temp>/dcign-workers-<pid>-*, the workers' TMPDIR
 
 
 def allowed_cores() -> list[int]:
@@ -27,10 +37,10 @@ def allowed_cores() -> list[int]:
 
 
 @contextlib.contextmanager
-def one_blas_thread():
-    """Processes spawned inside run numpy with one BLAS thread (the environment is read at numpy's import)."""
-    saved = {k: os.environ.get(k) for k in BLAS_THREAD_VARIABLES}
-    os.environ.update(dict.fromkeys(BLAS_THREAD_VARIABLES, "1"))
+def spawn_environment(values: dict[str, str]):
+    """Processes spawned inside get ``values`` in their environment (read at numpy's and Blender's start)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -39,6 +49,18 @@ def one_blas_thread():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@contextlib.contextmanager
+def pool_scratch():
+    """A temp folder for the workers, removed at the end; those of killed pools are removed first."""
+    parent = Path(tempfile.gettempdir())
+    remove_orphaned_scratch(parent, POOL_SCRATCH)
+    scratch = tempfile.mkdtemp(prefix=scratch_prefix(POOL_SCRATCH), dir=parent)
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -53,7 +75,11 @@ def worker_pool(workers: int, initializer: Callable, initargs: tuple = (), maxta
     pinnable = hasattr(os, "sched_setaffinity") and 1 < workers <= len(cores)
     owners = ctx.Array("q", len(cores)) if pinnable else None
     start_args = (owners, cores, initializer, initargs)
-    with one_blas_thread(), ctx.Pool(workers, _start_worker, start_args, maxtasksperchild=maxtasksperchild) as pool:
+    with (
+        pool_scratch() as scratch,
+        spawn_environment({**dict.fromkeys(BLAS_THREAD_VARIABLES, "1"), "TMPDIR": scratch}),
+        ctx.Pool(workers, _start_worker, start_args, maxtasksperchild=maxtasksperchild) as pool,
+    ):
         yield pool
         pool.close()  # finished: the workers exit on their own and clean up (an error terminates them)
         pool.join()

@@ -1,4 +1,4 @@
-"""The benchmarks write what they print, README's tables come from those files, the GPU check runs."""
+"""The benchmarks write what they print, docs/benchmarks.md's tables come from those files, the GPU check runs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dcign.config import ModelConfig
 from dcign.model import DCIGN
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKED = "Intro.\n\n<!-- benchmarks.readme:{0} -->\nold {0}\n<!-- /benchmarks.readme:{0} -->\n\nOutro.\n"
+MARKED = "Intro.\n\n<!-- benchmarks.{0}:start -->\nold {0}\n<!-- benchmarks.{0}:end -->\n\nOutro.\n"
 
 
 def benchmark(tmp_path: Path, name: str, *args: str) -> dict:
@@ -34,7 +34,7 @@ def benchmark(tmp_path: Path, name: str, *args: str) -> dict:
 
 
 @pytest.mark.slow
-def test_train_benchmark_writes_its_figures_and_readme_shows_them(tmp_path):
+def test_train_benchmark_writes_its_figures_and_the_doc_shows_them(tmp_path):
     tiny = ["--seconds", "0.05", "--filters", "4,4", "--latent", "8", "--resolutions", "16", "--mm-size", "64"]
     record = benchmark(tmp_path, "train", *tiny, "--device", "cpu")
     assert record["benchmark"] == "train" and record["machine"]["cpu"] and record["date"]
@@ -50,24 +50,27 @@ def test_train_benchmark_writes_its_figures_and_readme_shows_them(tmp_path):
     assert "bf16/fp32 **" in text and record["date"] in text and "--filters 4,4 --latent 8" in text
 
 
-def test_readme_sections_are_replaced_between_their_markers():
+def test_doc_sections_are_replaced_between_their_markers():
     text = MARKED.format("render") + MARKED.format("train")
     out = readme.replace_sections(text, {"render": "new render", "train": "new\ntrain"})
-    assert "old" not in out and "new render" in out and "new\ntrain\n<!-- /benchmarks.readme:train -->" in out
+    assert "old" not in out and "new render" in out and "new\ntrain\n<!-- benchmarks.train:end -->" in out
     assert out.startswith("Intro.") and out.endswith("Outro.\n")
-    with pytest.raises(readme.ReadmeError, match="benchmarks.readme:render"):
+    with pytest.raises(readme.ReadmeError, match="benchmarks.render:start"):
         readme.replace_sections("no markers", {"render": "x"})
-    # The shipped README has both pairs of markers.
-    readme.replace_sections((ROOT / "README.md").read_text(), {"render": "x", "train": "y"})
+    # The shipped docs/benchmarks.md has both pairs of markers, and its tables are what the results give.
+    readme.replace_sections((ROOT / "docs" / "benchmarks.md").read_text(), {"render": "x", "train": "y"})
+    r = CliRunner().invoke(readme.main, ["--doc", str(ROOT / "docs" / "benchmarks.md"), "--check"])
+    assert r.exit_code == 0, r.output
 
 
-def test_readme_without_results_says_which_file(tmp_path):
-    r = CliRunner().invoke(readme.main, ["--results", str(tmp_path), "--readme", str(ROOT / "README.md"), "--check"])
+def test_doc_without_results_says_which_file(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    r = CliRunner().invoke(readme.main, ["--results", str(tmp_path), "--doc", str(doc), "--check"])
     assert r.exit_code == 1 and "render.json: no such results file" in r.output
 
 
 @pytest.mark.slow
-def test_render_benchmark_writes_its_figures_and_readme_shows_them(tmp_path):
+def test_render_benchmark_writes_its_figures_and_the_doc_shows_them(tmp_path):
     tiny = ["--resolution", "16", "--samples", "1", "--batches", "1", "--repeats", "1", "--naive-images", "1"]
     record = benchmark(tmp_path, "render", *tiny, "--memory-images", "2", "--sweeps", "azimuth")
     r = record["results"]

@@ -57,6 +57,23 @@ def test_schedule_follows_ratio_and_takes_whole_batches(data):
         assert data.group[batch] == sl.active
 
 
+def test_swap_partners_are_drawn_last_and_only_for_sweep_batches(data):
+    plain = Schedule(data, RATIO, seed=2, latent=5, entangled=False)
+    half = Schedule(data, RATIO, seed=2, latent=5, entangled=False, swap=0.5)
+    every = Schedule(data, RATIO, seed=2, latent=5, entangled=False, swap=1.0)
+    n = data.batch_size
+    swapped = 0
+    for step in range(200):
+        a, b, c = plain.slot(step, 0), half.slot(step, 0), every.slot(step, 0)
+        # the draws before the partners are those of a run without them
+        assert a.active == b.active == c.active and np.array_equal(a.images, c.images) and np.array_equal(a.eps, c.eps)
+        assert a.partner is None
+        assert np.all(c.partner != np.arange(n)) and c.partner.min() >= 0 and c.partner.max() < n  # another image
+        swapped += int(np.sum(b.partner != np.arange(n)))
+    assert 0.4 < swapped / (200 * n) < 0.6  # about the share asked for
+    assert Schedule(data, RATIO, seed=2, latent=5, entangled=True, swap=1.0).slot(0, 0).partner is None
+
+
 def test_schedule_skips_absent_groups(tmp_path):
     data = load_training_data(make_fake_dataset(tmp_path, sweeps=("azimuth", "intrinsic"), n_batches=2, batch_size=4))
     s = Schedule(data, {"azimuth": 1, "light": 5, "intrinsic": 0}, seed=0, latent=2, entangled=False)

@@ -245,13 +245,10 @@ def test_shard_parts_rendered_into_one_folder_at_once_complete_the_manifest(refe
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known bug: in a fresh-clone run one blender_* folder of a killed worker was left after the rerun",
-    strict=False,
-)
 def test_blender_folders_of_killed_workers_are_removed_by_the_next_run(reference, tmp_path):
     """SIGKILL of the command and its two worker processes: Blender's session folders stay in the
-    temp directory; the next run removes them (then its own) and finishes the sweep."""
+    temp directory (inside the pool's folder, the workers' TMPDIR); the next run removes them, a
+    worker killed before it marked its folder included, removes its own and finishes the sweep."""
     out, tmp = tmp_path / "azimuth", tmp_path / "tmp"
     tmp.mkdir()
     cmd = render_cmd(out)
@@ -260,10 +257,10 @@ def test_blender_folders_of_killed_workers_are_removed_by_the_next_run(reference
     wait_for(out / "shard-00002.json", proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the command and its workers
     proc.wait()
-    assert len(list(tmp.glob("blender_*"))) >= 2  # the workers' at least
+    assert len(list(tmp.rglob("blender_*"))) >= 2  # the workers' at least
     rc, err = run(cmd, tmp)
     assert rc == 0, err
-    assert not list(tmp.glob("blender_*"))
+    assert not list(tmp.rglob("blender_*")) and not list(tmp.glob("dcign-workers-*"))
     same_files(out, reference)
 
 
@@ -359,7 +356,10 @@ def test_evaluate_write_failing_with_efbig_leaves_no_output_and_rerun_is_identic
         pytest.param(
             signal.SIGTERM,
             marks=pytest.mark.xfail(
-                reason="known bug: a SIGTERM at some points of evaluate leaves eval.partial behind", strict=False
+                reason="known flaky: a SIGTERM once left eval.partial behind in a fresh-clone run; the one window"
+                " found (a stop between the first folders made and the clean-up's try) is closed, the cause is"
+                " not confirmed",
+                strict=False,
             ),
         ),
         signal.SIGINT,

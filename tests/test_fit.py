@@ -321,7 +321,7 @@ def test_pixel_and_ssim_objectives_are_zero_at_the_image_only():
         fitting.make_objective("l1", a)
 
 
-def test_fit_stage_writes_its_summary_plots_and_readme_table_and_resumes(tiny_eval, tmp_path):
+def test_fit_stage_writes_its_summary_plots_and_results_table_and_resumes(tiny_eval, tmp_path):
     from pipeline.inverse import table as fit_table
 
     root, _ = tiny_eval
@@ -349,14 +349,14 @@ def test_fit_stage_writes_its_summary_plots_and_readme_table_and_resumes(tiny_ev
             k: v for k, v in s[method].items() if k != "seconds_per_image"
         }
 
-    readme = tmp_path / "R.md"
-    readme.write_text("a\n<!-- fit:start -->\nold\n<!-- fit:end -->\nb\n")
-    r = CliRunner().invoke(fit_table.main, ["--metrics", str(metrics), "--readme", str(readme)])
+    doc = tmp_path / "results.md"
+    doc.write_text("a\n<!-- fit:start -->\nold\n<!-- fit:end -->\nb\n")
+    r = CliRunner().invoke(fit_table.main, ["--metrics", str(metrics), "--doc", str(doc)])
     assert r.exit_code == 0, r.output
-    text = readme.read_text()
+    text = doc.read_text()
     pixel = s["pixel"]["azimuth"]
     assert "old" not in text and f"| {pixel['median_abs_error']:.1f} / {pixel['p90_abs_error']:.1f} |" in text
-    check = CliRunner().invoke(fit_table.main, ["--metrics", str(metrics), "--readme", str(readme), "--check"])
+    check = CliRunner().invoke(fit_table.main, ["--metrics", str(metrics), "--doc", str(doc), "--check"])
     assert check.exit_code == 0
 
 

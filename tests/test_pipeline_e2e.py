@@ -111,7 +111,7 @@ def test_readme_next_commands_work_as_written(project):
     assert json.loads((proj / "eval" / "metrics.json").read_text())["dcign"]["method"] == "dcign"
 
 
-def test_experiments_record_report_and_readme(project):
+def test_experiments_record_report_and_results(project):
     """dcign-experiments keeps the experiment of the previous test in a record and reports it."""
     proj, env = project
     if not (proj / ".venv").exists():
@@ -133,11 +133,12 @@ def test_experiments_record_report_and_readme(project):
     doc = (proj / "doc.md").read_text()
     assert f"| {name} |" in doc and (proj / "p.png").stat().st_size > 0
 
-    (proj / "R.md").write_text(
+    (proj / "D.md").write_text(
         "a\n<!-- results:start -->\nold\n<!-- results:end -->\n<!-- targets:start -->\n<!-- targets:end -->\nb\n"
     )
-    run(cli + ["readme", name, "--runs", "runs.json", "--readme", "R.md"], proj, env)
-    text = (proj / "R.md").read_text()
+    (proj / "R.md").write_text("r\n<!-- headline:start -->\nold\n<!-- headline:end -->\ns\n")
+    run(cli + ["readme", name, "--runs", "runs.json", "--doc", "D.md", "--readme", "R.md"], proj, env)
+    text = (proj / "D.md").read_text()
     psnr = workspace["dcign"]["reconstruction"]["psnr"]
     shown = f"{psnr:.2f}" if abs(psnr) >= 10 else f"{psnr:.3f}"  # as results_table rounds
     assert "old" not in text and f"| reconstruction PSNR, dB (test sweeps) | {shown} |" in text
@@ -148,6 +149,10 @@ def test_experiments_record_report_and_readme(project):
     row = f"| recognition rank-1: intrinsic group − raw pixels | ≥ 0.15 | {margin:.3f} | "
     assert row + ("yes" if margin >= 0.15 else "**no**") + " |" in text
     assert f"| reconstruction PSNR (test sweeps), dB | ≥ 30 | {shown} | " in text
+    # README's headline: the headline rows of the same table, pointing at the full one
+    short = (proj / "R.md").read_text()
+    assert f"| reconstruction PSNR, dB (test sweeps) | {shown} |" in short and "[D.md](D.md)" in short
+    assert "old" not in short and "discretised MIG" not in short and short.endswith("s\n")
 
     # The baselines table can take a method's rows from the record (here both default models of the run).
     params = write_tiny_params(proj / "b.yaml", baselines={"methods": ["dcign", "vae"], "seeds": [0]})

@@ -21,7 +21,8 @@ import dcign.train
 from dcign.checkpoint import CheckpointError, load_model, recover
 from dcign.cli import main
 from dcign.config import ModelConfig, TrainConfig, default_params
-from dcign.train import TrainError, train
+from dcign.model import DCIGN, reconstruction_nll
+from dcign.train import TrainError, decoder_step, train
 from render.shards import ShardError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,6 +278,8 @@ def test_unwritable_out_and_missing_data(data, tmp_path):
         {"own_recon": 1.0},
         {"own_recon": 0.5, "clamp_to": "first", "clamp_grad": "mean", "decoder_steps": 1},
         {"method": "vae", "decoder_steps": 1},
+        {"decoder_steps": 1, "decoder_swap": 1.0},
+        {"method": "vae", "decoder_steps": 1, "decoder_swap": 1.0},
         {"precision": "bf16"},
         {"batches_per_step": 2, "optimizer": "rmsprop"},
         {"channels_last": False, "model": ModelConfig(filters=(4, 4), latent=8, recon="bernoulli")},
@@ -401,8 +404,27 @@ def test_decoder_phase_freezes_the_encoder_and_fits_the_decoder(data, tmp_path):
     assert s["final_invariance"] > 0  # the window still holds the clamped steps
 
 
-def test_decoder_phase_resumes_exactly_and_refuses_another_length(data, tmp_path, monkeypatch):
-    cfg = tiny(decoder_steps=2)  # steps 1-4 clamped, 5-6 the decoder phase; a checkpoint at 3
+def test_decoder_swap_decodes_the_partners_code_with_the_own_active_group():
+    """Known answer: the phase's loss is the NLL of decoder(own active group, partner's other groups)."""
+    torch.manual_seed(0)
+    model = DCIGN(ModelConfig(resolution=16, filters=(4, 4), latent=6))
+    cfg = TrainConfig(precision="fp32", steps=2, decoder_steps=1, decoder_swap=1.0)
+    x, partner = torch.rand(4, 1, 16, 16), torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        mu, _ = model.encode(x)
+        own = reconstruction_nll(model.config, model.decoder(mu), x).item()
+        code = mu[partner].clone()
+        code[:, 0] = mu[:, 0]  # azimuth, the active group, stays each image's own (latent 0: z_azimuth 1)
+        swapped = reconstruction_nll(model.config, model.decoder(code), x).item()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the weights stay, so both calls see one model
+    assert decoder_step(model, opt, [(x, None, "azimuth", None, partner)], cfg)[1] == pytest.approx(swapped, rel=1e-6)
+    assert decoder_step(model, opt, [(x, None, "azimuth", None, None)], cfg)[1] == pytest.approx(own, rel=1e-6)
+    assert abs(swapped - own) > 1e-4 * abs(own)  # the partner's code is a different input
+
+
+@pytest.mark.parametrize("swap", [0.0, 0.5])
+def test_decoder_phase_resumes_exactly_and_refuses_another_length(data, tmp_path, monkeypatch, swap):
+    cfg = tiny(decoder_steps=2, decoder_swap=swap)  # steps 1-4 clamped, 5-6 the decoder phase; a checkpoint at 3
     train(cfg, data, tmp_path / "straight")
     real = dcign.train.save_checkpoint
 

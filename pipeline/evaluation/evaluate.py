@@ -169,9 +169,9 @@ def evaluate(models: dict[str, Path], data: dict, out_dir: Path, cfg: S.EvalConf
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    for sub in ("latents", "calibration", "plots/scatter", "plots/images"):
-        (tmp / sub).mkdir(parents=True)
-    try:
+    try:  # from the first folder made: a stop between two of them must remove the first too
+        for sub in ("latents", "calibration", "plots/scatter", "plots/images"):
+            (tmp / sub).mkdir(parents=True)
         results: dict = {}
         for name, path in tqdm(models.items(), desc="evaluate", unit="model", disable=not progress, file=sys.stderr):
             model, mcfg, info = load_model(path)

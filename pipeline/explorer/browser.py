@@ -1,6 +1,6 @@
 """Drive the explorer in a real browser: headless Chromium through Selenium.
 
-The browser test (``tests/test_explore.py``) and README's screenshot use these helpers:
+The browser test (``tests/test_explore.py``) and the explorer's screenshot (docs/usage.md) use these helpers:
 
 ``python -m pipeline.explorer.browser --out docs/explorer.png``  (models/dcign, models/baseline, data/test)
 
@@ -177,7 +177,7 @@ def image_bytes(src: str) -> bytes:
         return r.read()
 
 
-# --- README's screenshot ---------------------------------------------------------------------------
+# --- the explorer's screenshot --------------------------------------------------------------------
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("models/dcign"), show_default=True)
 @click.option("--baseline", type=click.Path(path_type=Path), default=Path("models/baseline"), show_default=True)

@@ -1,7 +1,7 @@
-"""README's inverse-graphics table from the fit stage's ``eval/fit.json``.
+"""The inverse-graphics table of docs/results.md from the fit stage's ``eval/fit.json``.
 
-python -m pipeline.inverse.table              # rewrite README between <!-- fit:start/end -->
-python -m pipeline.inverse.table --check      # exit 1 when README differs from eval/fit.json
+python -m pipeline.inverse.table              # rewrite docs/results.md between <!-- fit:start/end -->
+python -m pipeline.inverse.table --check      # exit 1 when the document differs from eval/fit.json
 """
 
 from __future__ import annotations
@@ -48,26 +48,26 @@ def table(summary: dict) -> str:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--metrics", default="eval/fit.json", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--readme", default="README.md", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 when README differs from the metrics.")
-def main(metrics: Path, readme: Path, check: bool) -> None:
-    """Write the fit table into README from eval/fit.json."""
+@click.option("--doc", default="docs/results.md", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when the document differs from the metrics.")
+def main(metrics: Path, doc: Path, check: bool) -> None:
+    """Write the fit table into docs/results.md from eval/fit.json."""
     try:
         summary = json.loads(metrics.read_text(encoding="utf-8"))
-        text = readme.read_text(encoding="utf-8")
+        text = doc.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise click.ClickException(f"{getattr(e, 'filename', None) or metrics}: {e}") from None
     try:
         new = replace_between(text, "fit", table(summary))
     except MarkerError as e:
-        raise click.ClickException(f"{readme}: {e.message}") from None
+        raise click.ClickException(f"{doc}: {e.message}") from None
     except (KeyError, TypeError) as e:
         raise click.ClickException(f"{metrics}: not a fit stage summary ({e})") from None
     if check:
         raise SystemExit(0 if new == text else 1)
     if new != text:
-        atomic_write_bytes(readme, new.encode("utf-8"))
-    click.echo(f"{readme}: fit table {'rewritten' if new != text else 'already up to date'}")
+        atomic_write_bytes(doc, new.encode("utf-8"))
+    click.echo(f"{doc}: fit table {'rewritten' if new != text else 'already up to date'}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pipeline.study.record import HEADLINE, IGNORED_PARAMS, RESULTS_ROWS, dig, f
 METRICS = Path("eval/metrics.json")
 WIDTH = 100  # columns of the terminal the tables must fit
 MODELS = (("dcign", "DC-IGN"), ("baseline", "entangled VAE"), ("pixels", "raw pixels"))
-# README's result rows whose DC-IGN figure is a headline one: each with the baseline's and the pixels'.
+# The result rows (docs/results.md) whose DC-IGN figure is a headline one: each with the baseline's and the pixels'.
 ROWS = tuple(row for row in RESULTS_ROWS if ("dcign", row[1]) in {(m, p) for _, m, p in HEADLINE})
 
 

@@ -245,8 +245,21 @@ def _default(points: list[SweepPoint], method: str) -> float:
     return next(p.value for p in points if p.method == method and p.default)
 
 
-def sweep_plot(points: list[SweepPoint], path: Path, reference: dict[str, list[Run]] | None = None) -> None:
-    """MIG and recognition against value / default (log scale), one line per method.
+# the train settings that make the network every method shares (its likelihood, initialisation, normalisation)
+NETWORK = ("recon", "conv_init", "norm")
+
+
+def network(points: list[SweepPoint]) -> str:
+    """The network the runs were trained with, from their own training records (e.g. "recon bernoulli, ...")."""
+    seen = {tuple(str(p.settings.get(k)) for k in NETWORK) for p in points}
+    return "; ".join(", ".join(f"{k} {v}" for k, v in zip(NETWORK, s, strict=True)) for s in sorted(seen))
+
+
+def sweep_plot(
+    points: list[SweepPoint], path: Path, reference: dict[str, list[Run]] | None = None, note: str = ""
+) -> None:
+    """MIG and recognition against value / default (log scale), one line per method, titled with the network
+    the runs were trained with and ``note``.
 
     ``reference``: rows of the seeds table drawn as a band (mean ± sample std), e.g. the DC-IGN's.
     """
@@ -288,6 +301,7 @@ def sweep_plot(points: list[SweepPoint], path: Path, reference: dict[str, list[R
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=7)
     axes[1].legend(*[x[-2:] for x in axes[1].get_legend_handles_labels()], fontsize=7)  # the references
+    fig.suptitle(f"Seed {points[0].run.seed}, one run per value; network: {network(points)}{note}", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -485,7 +499,9 @@ def sweep_cmd(params_path, runs_dir, doc, plot_path, record, reference):
     except MarkerError as e:
         raise BaselinesError(f"{doc}: {e.message}") from None
     atomic_write_bytes(doc, new.encode("utf-8"))
-    sweep_plot(points, plot_path, bands)
+    today = ", ".join(f"{k} {(params.get('train') or {}).get(k)}" for k in NETWORK)
+    note = "" if network(points) == today else f"\na previous network, not {params_path}'s ({today})"
+    sweep_plot(points, plot_path, bands, note)
     click.echo(f"{doc}: sweep of {len(points)} runs; {plot_path}")
 
 

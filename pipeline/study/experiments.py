@@ -10,7 +10,7 @@ seed summary (mean ± std of runs that differ only in ``seed``) and a plot of th
     dcign-experiments collect                      # after dvc exp run / dvc queue start
     dcign-experiments report                       # rewrite the table, the summary and the plot
     dcign-experiments seeds                        # print mean ± std over runs that differ only in seed
-    dcign-experiments readme NAME...               # README's results and targets tables from the named runs
+    dcign-experiments readme NAME...               # docs/results.md's results and targets tables, README's headline
     dcign-experiments compare eval/metrics.json NAME...   # one evaluation against the named runs' spread
 """
 
@@ -25,7 +25,7 @@ import click
 import numpy as np
 from scipy import stats
 
-from pipeline.markers import replace_between
+from pipeline.markers import MarkerError, replace_between
 from pipeline.study.record import (
     HEADLINE,
     IGNORED_PARAMS,
@@ -41,6 +41,7 @@ from render.atomic import atomic_write_bytes, atomic_write_json
 
 DOC = Path("docs/experiments.md")
 PLOT = Path("docs/experiments/headline.png")
+RESULTS_DOC = Path("docs/results.md")  # the results and targets tables of the default profile's seeds
 
 PARAM_PREFIXES = ("seed", "train.", "render.fixed_fraction", "render.train_batches")
 
@@ -185,25 +186,44 @@ def _mean_sd(runs: dict, names: list[str], model: str, path: str | None) -> str:
     return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f}"
 
 
-def results_table(runs: dict, names: list[str]) -> str:
-    """README's results: mean ± sample std over the named runs (seeds) for the DC-IGN, the baseline and pixels."""
-    _require(runs, names)
-    lines = ["| metric | DC-IGN | entangled VAE | raw pixels |", "|---|---|---|---|"]
-    for label, d, b, px in RESULTS_ROWS:
-        cells = (_mean_sd(runs, names, m, path) for m, path in (("dcign", d), ("baseline", b), ("pixels", px)))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+def _note(runs: dict, names: list[str]) -> str:
+    """The runs behind a table: names, seeds, steps, training speed and the dates they were recorded."""
     seeds = ", ".join(str(runs[n]["params"].get("seed")) for n in names)
     steps = sorted({str(runs[n]["params"].get("train.steps")) for n in names})
     speed = [runs[n].get("train", {}).get("dcign", {}).get("images_per_s") for n in names]
     speed = [s for s in speed if s]
-    note = f"\n*{len(names)} runs ({', '.join(names)}; seeds {seeds}; {'/'.join(steps)} steps"
+    dates = sorted({str(t)[:10] for n in names if (t := runs[n].get("timestamp"))})
+    note = f"{len(names)} runs ({', '.join(names)}; seeds {seeds}; {'/'.join(steps)} steps"
     if speed:
         note += f"; DC-IGN training {np.mean(speed):.0f} img/s on one thread"
-    return "\n".join(lines) + note + "). Mean ± sample standard deviation over the runs.*\n"
+    if dates:
+        note += f"; recorded {', '.join(dates)}"
+    return note + ")"
+
+
+def results_table(runs: dict, names: list[str], rows: tuple = RESULTS_ROWS) -> str:
+    """The results: mean ± sample std over the named runs (seeds) for the DC-IGN, the baseline and pixels."""
+    _require(runs, names)
+    lines = ["| metric | DC-IGN | entangled VAE | raw pixels |", "|---|---|---|---|"]
+    for label, d, b, px in rows:
+        cells = (_mean_sd(runs, names, m, path) for m, path in (("dcign", d), ("baseline", b), ("pixels", px)))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    note = f"\n\n*{_note(runs, names)}. Mean ± sample standard deviation over the runs.*\n"
+    return "\n".join(lines) + note
+
+
+# README's short table: the results rows whose DC-IGN figure is a headline one (as dcign-summary prints).
+HEADLINE_ROWS = tuple(row for row in RESULTS_ROWS if ("dcign", row[1]) in {(m, p) for _, m, p in HEADLINE})
+
+
+def headline_table(runs: dict, names: list[str], full: Path = RESULTS_DOC) -> str:
+    """README's headline: the rows of ``HEADLINE_ROWS`` over the named runs, pointing at the full tables."""
+    body = results_table(runs, names, HEADLINE_ROWS).split("\n\n*", 1)[0]
+    return f"{body}\n\n*{_note(runs, names)}: mean ± sample standard deviation. Every figure: [{full}]({full}).*\n"
 
 
 def compare_table(metrics: dict, runs: dict, names: list[str]) -> tuple[str, int, int]:
-    """Each figure of README's results table in one evaluation (an ``eval/metrics.json``) against the named
+    """Each figure of the results table in one evaluation (an ``eval/metrics.json``) against the named
     runs (seeds of one setting): its value, their mean ± sample std s, how many s it lies from their mean,
     and p, the chance that one more run lands at least this far from the mean.
 
@@ -331,25 +351,70 @@ def targets_table(runs: dict, names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The plot's panels: a few of the headline metrics (labels of HEADLINE).
+PLOT_METRICS = ("recon PSNR", "corr el", "MIG", "recog. intr.", "AUC intr.", "identity az", "id. decode(µ) az")
+
+
+def plot_rows(runs: dict) -> list[list[str]]:
+    """The plot's rows: each group of runs that differ only in seed (``seed_groups``) is one row, every other
+    run a row of its own; rows in the order the settings were first recorded (then by name)."""
+    grouped = seed_groups(runs)
+    member = {n for names in grouped.values() for n in names}
+    rows = list(grouped.values()) + [[n] for n in sorted(runs) if n not in member]
+
+    def first(names: list[str]) -> tuple[str, str]:
+        return min(str(runs[n].get("timestamp") or "") for n in names), names[0]
+
+    return sorted(rows, key=first)
+
+
 def plot(runs: dict, path: Path) -> None:
-    """One panel per headline metric: its value in every experiment."""
+    """A few headline metrics, one row per setting: a dot per run (seed), a bar at the mean of a row's seeds,
+    each axis spanning the data; the band is the setting with the most seeds (mean ± sample std)."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    names = sorted(runs)
-    fig, axes = plt.subplots(3, 5, figsize=(20, 10), squeeze=False)
-    for ax, (label, model, metric) in zip(axes.ravel(), HEADLINE, strict=False):
-        v = [dig(runs[n]["metrics"].get(model, {}), metric) for n in names]
-        y = [np.nan if x is None else float(x) for x in v]
-        ax.barh(range(len(names)), y, color="tab:blue")
-        ax.set_yticks(range(len(names)), names if ax in axes[:, 0] else [""] * len(names), fontsize=7)
-        ax.set_title(f"{label} ({model})", fontsize=9)
-        ax.invert_yaxis()
+    rows = plot_rows(runs)
+    metrics = [h for h in HEADLINE if h[0] in PLOT_METRICS]
+    reference = max(rows, key=len) if any(len(r) > 1 for r in rows) else None
+    # a group is named by its seed-0 run (the setting's first), if it has one
+    heads = [next((n for n in names if runs[n]["params"].get("seed") == 0), names[0]) for names in rows]
+    labels = [h if len(names) == 1 else f"{h} ({len(names)} seeds)" for h, names in zip(heads, rows, strict=True)]
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(2.6 * len(metrics) + 2.4, 0.27 * len(rows) + 1.6), sharey=True, squeeze=False
+    )
+    for ax, (label, model, metric) in zip(axes[0], metrics, strict=True):
+        for i, names in enumerate(rows):
+            v = [float(x) for n in names if (x := dig(runs[n]["metrics"].get(model, {}), metric)) is not None]
+            if i % 2:
+                ax.axhspan(i - 0.5, i + 0.5, color="0.95", zorder=0)
+            if not v:
+                continue
+            ax.plot(v, [i] * len(v), "o", ms=4, color="tab:blue" if len(v) == 1 else "tab:orange", zorder=3)
+            if len(v) > 1:
+                ax.plot([np.mean(v)] * 2, [i - 0.35, i + 0.35], color="k", lw=1.5, zorder=4)
+        if reference:
+            v = [float(x) for n in reference if (x := dig(runs[n]["metrics"].get(model, {}), metric)) is not None]
+            if len(v) > 1:
+                m, sd = float(np.mean(v)), float(np.std(v, ddof=1))
+                ax.axvspan(m - sd, m + sd, color="tab:green", alpha=0.15, zorder=1)
+        ax.set_title(label if model == "dcign" else f"{label} ({model})", fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", color="0.85", lw=0.5)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+    axes[0][0].set_yticks(range(len(rows)), labels, fontsize=8)
+    note = "one row per setting, in the order first run; a dot per run"
+    note += " (orange: seeds of one setting, black bar: their mean)"
+    if reference:
+        note += f"; green band: the {len(reference)} seeds of {heads[rows.index(reference)]}, mean ± sd"
+    fig.suptitle(f"Headline metrics of the study's runs (DC-IGN): {note}", fontsize=10)
     fig.tight_layout()
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
@@ -391,20 +456,35 @@ def report_cmd(runs_path, doc, plot_path):
 @main.command("readme")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+@click.option("--doc", type=click.Path(dir_okay=False, path_type=Path), default=RESULTS_DOC, show_default=True)
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=Path("README.md"), show_default=True)
-def readme_cmd(names, runs_path, readme):
-    """Rewrite README's results table (between its results markers) from the named runs (seeds of one setting)."""
+def readme_cmd(names, runs_path, doc, readme):
+    """Rewrite the results and targets tables of the document and README's headline table (between their
+    markers) from the named runs (seeds of one setting)."""
     runs = load_runs(runs_path)
-    body = results_table(runs, list(names))
+    names = list(names)
+    texts = {}
+    for path in (doc, readme):
+        try:
+            texts[path] = path.read_text()
+        except OSError as e:
+            raise ExperimentsError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
-        text = readme.read_text()
-    except OSError as e:
-        raise ExperimentsError(f"{readme}: cannot read ({e.strerror or e})") from None
-    text = replace_between(text, "results", body)
-    if "<!-- targets:start -->" in text:  # the study's targets, where README has a place for them
-        text = replace_between(text, "targets", targets_table(runs, list(names)))
-    atomic_write_bytes(readme, text.encode())
-    click.echo(f"{readme}: results of {', '.join(names)}")
+        link = doc.resolve().relative_to(readme.resolve().parent)
+    except ValueError:
+        link = doc
+    try:
+        full = replace_between(texts[doc], "results", results_table(runs, names))
+        full = replace_between(full, "targets", targets_table(runs, names))
+    except (MarkerError, ExperimentsError) as e:
+        raise ExperimentsError(f"{doc}: {e.message}") from None
+    try:
+        short = replace_between(texts[readme], "headline", headline_table(runs, names, link))
+    except (MarkerError, ExperimentsError) as e:
+        raise ExperimentsError(f"{readme}: {e.message}") from None
+    atomic_write_bytes(doc, full.encode())
+    atomic_write_bytes(readme, short.encode())
+    click.echo(f"{doc}, {readme}: results of {', '.join(names)}")
 
 
 @main.command("compare")
@@ -413,7 +493,7 @@ def readme_cmd(names, runs_path, readme):
 @click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
 def compare_cmd(metrics_file, names, runs_path):
     """Print how far one evaluation (e.g. eval/metrics.json of a fresh `dvc repro`) lies from the named runs'
-    mean, figure by figure of README's results table, in the runs' standard deviations."""
+    mean, figure by figure of the results table (docs/results.md), in the runs' standard deviations."""
     try:
         metrics = json.loads(metrics_file.read_text())
     except (OSError, ValueError) as e:

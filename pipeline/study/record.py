@@ -4,7 +4,7 @@
 (the evaluation's ``eval/metrics.json``), ``train``, ``rev``, ``timestamp``}. Everything that
 reports on it reads it here: :func:`load_runs` (a run recorded before a param existed gets the
 param's default, :data:`ADDED_PARAMS`), :func:`seed_groups` (runs that differ only in their seed),
-the headline figures (:data:`HEADLINE`) and README's results rows (:data:`RESULTS_ROWS`). It reads
+the headline figures (:data:`HEADLINE`) and the results rows of docs/results.md (:data:`RESULTS_ROWS`). It reads
 records and never trains: ``dcign-experiments``, ``dcign-baselines``, ``dcign-report`` and
 ``dcign-summary`` use it.
 """
@@ -57,6 +57,7 @@ ADDED_PARAMS = {
     "train.clamp_to": "mean",
     "train.own_recon": 0,
     "train.decoder_steps": 0,
+    "train.decoder_swap": 0,
 }
 
 
@@ -124,7 +125,7 @@ def seed_groups(runs: dict) -> dict[str, list[str]]:
     return {names[0]: names for names in groups.values() if len(names) > 1}
 
 
-# (row label, path under dcign, path under baseline, path under pixels) of README's results table.
+# (row label, path under dcign, path under baseline, path under pixels) of the results table (docs/results.md).
 RESULTS_ROWS = (
     ("reconstruction PSNR, dB (test sweeps)", "reconstruction.psnr", "reconstruction.psnr", None),
     ("\\|corr\\| azimuth latent vs truth (grid)", "factors.azimuth.abs_pearson", "factors.azimuth.abs_pearson", None),
