@@ -34,7 +34,7 @@ from benchmarks.train import train_rate
 from dcign.checkpoint import load_model
 from dcign.config import ModelConfig, TrainConfig
 from dcign.train import train
-from pipeline.encode import encode
+from pipeline.evaluation.encode import encode
 from render.atomic import atomic_write_json
 from render.shards import FORMAT, MANIFEST, load_dataset, shard_name, write_shard
 from render.vocabulary import FACTORS

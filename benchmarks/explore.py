@@ -2,7 +2,7 @@
 
     python -m benchmarks.explore [--checkpoint models/dcign] [--test-data data/test] [--moves 40] [--json FILE]
 
-(a) in this process: :meth:`pipeline.explore.Explorer.view` for ``--moves`` azimuth values across
+(a) in this process: :meth:`pipeline.explorer.explorer.Explorer.view` for ``--moves`` azimuth values across
     the calibrated range (each a new angle, so every render is a new one), timed per part: the
     decoder, the Blender worker's render (a round trip to the worker process), and the whole view.
 (b) in the browser (``--browser``, needs Debian's chromium and chromium-driver): the page served on
@@ -24,7 +24,8 @@ import click
 import numpy as np
 
 from benchmarks import record
-from pipeline import explore as E
+from pipeline.explorer import explorer as E
+from pipeline.explorer.page import build_app, launch
 
 # Records performance.now() whenever the Blender label's text changes.
 OBSERVE = """
@@ -65,10 +66,10 @@ def in_process(explorer: E.Explorer, face: E.Face, moves: int) -> dict:
 def in_browser(explorer: E.Explorer, moves: int, steps: int) -> dict:
     from selenium.webdriver.common.keys import Keys
 
-    from pipeline.explore_screenshot import Page, chrome, free_port
+    from pipeline.explorer.browser import Page, chrome, free_port
 
-    demo = E.build_app(explorer)
-    url = E.launch(demo, port=free_port())
+    demo = build_app(explorer)
+    url = launch(demo, port=free_port())
     answers = []
     try:
         with chrome() as driver:
@@ -116,7 +117,7 @@ def main(checkpoint, test_data, moves, steps, browser, note, json_path):
         for k, s in results["in_process"].items():
             click.echo(f"  in process, {k:>6}: median {s['median_ms']:6.1f} ms, p90 {s['p90_ms']:6.1f} ms")
         if browser:
-            from pipeline.explore_screenshot import missing_browser
+            from pipeline.explorer.browser import missing_browser
 
             reason = missing_browser()
             if reason:

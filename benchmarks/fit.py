@@ -1,7 +1,7 @@
 """Seconds per face of dcign-fit on ONE core: the amortised read-out, the code-space and the pixel-space search.
 
 The process (and the Blender worker it starts, which inherits the affinity) is pinned to one core
-and torch to one thread; faces are the fit stage's held-out faces (``pipeline.fit_stage.held_out``,
+and torch to one thread; faces are the fit stage's held-out faces (``pipeline.inverse.stage.held_out``,
 ``fit.seed`` of params.yaml), each fitted at ``fit.budget`` renders per search with the fit stage's
 settings. Run it on an idle machine.
 
@@ -38,11 +38,12 @@ def main(params_path, checkpoint, calibration, faces, core, json_path):
 
     torch.set_num_threads(1)
     from dcign.checkpoint import load_model
-    from pipeline import calibration as C
-    from pipeline import fit as F
-    from pipeline.fit_stage import config_from_params, held_out, search_setup
+    from pipeline.evaluation import calibration as C
+    from pipeline.inverse.fit import fit_image
+    from pipeline.inverse.stage import config_from_params, held_out, search_setup
     from render.faces.loaders import load_face_model
     from render.params import load_params
+    from render.scene_renderer import SceneRenderer
 
     cfg, render_cfg = config_from_params(load_params(params_path))
     model, mcfg, _ = load_model(checkpoint)
@@ -51,12 +52,12 @@ def main(params_path, checkpoint, calibration, faces, core, json_path):
     fcfg, space = search_setup(cfg, render_cfg, model_faces, table)
     truths = held_out(faces, cfg.seed, render_cfg["ranges"], model_faces.n_shape, model_faces.n_albedo)
     seconds: dict[str, list[float]] = {"amortised": [], "code": [], "pixel": []}
-    with F.SceneRenderer(model_faces, mcfg.resolution, render_cfg["samples"], render_cfg["device"]) as render:
+    with SceneRenderer(model_faces, mcfg.resolution, render_cfg["samples"], render_cfg["device"]) as render:
         render([truths[0]])  # Blender's first render compiles kernels: not part of any face
         t_start = time.perf_counter()
         for truth in truths:
             image = render([truth])[0]
-            fit = F.fit_image(image, model, table, render, space, fcfg, ("code", "pixel"))
+            fit = fit_image(image, model, table, render, space, fcfg, ("code", "pixel"))
             seconds["amortised"].append(fit.amortised_seconds)
             for name, s in fit.searches.items():
                 seconds[name].append(s.seconds)

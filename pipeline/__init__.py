@@ -1,1 +1,13 @@
-"""Evaluation and review: scores, calibrations and plots of trained models, re-rendering, reports."""
+"""What is done with trained models, one subpackage per job.
+
+- :mod:`pipeline.evaluation`: the evaluate stage (``dcign-evaluate``): scores, calibrations, plots;
+- :mod:`pipeline.inverse`: inverse graphics (``dcign-fit`` and the fit stage);
+- :mod:`pipeline.explorer`: the interactive explorer (``dcign-explore``);
+- :mod:`pipeline.study`: the study's record and its tables (``dcign-experiments``, ``dcign-baselines``);
+- :mod:`pipeline.review`: a model's results at a glance (``dcign-rerender``, ``dcign-report``,
+  ``dcign-summary``).
+
+Shared by several: :mod:`pipeline.images` (image files in and out) and :mod:`pipeline.markers`
+(the generated sections of committed documents). The evaluation imports none of the others;
+the study reads records and never trains.
+"""

@@ -34,7 +34,7 @@ class SceneSettings:
     threads: int = 0  # Cycles render threads; 0: one per core
 
 
-def to_grey(rgb: np.ndarray) -> np.ndarray:
+def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
     """(…, 3) uint8 RGB -> (…) uint8 grey with the paper's weights."""
     grey = rgb.astype(np.float32) @ GREY_WEIGHTS
     return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
@@ -155,7 +155,7 @@ class Renderer:
                 self._scene.set_face(vertices, colours, model.triangles_for(identity))
                 self._scene.set_pose(float(f["azimuth"][i]), float(f["elevation"][i]), float(f["light"][i]))
                 rgb = self._scene.render_image()
-                images.append(to_grey(rgb) if colour == "grey" else rgb)
+                images.append(rgb_to_grey(rgb) if colour == "grey" else rgb)
         return np.stack(images)
 
     def _need_job(self) -> RenderJob:

@@ -64,7 +64,7 @@ def tiny_models(tiny_project) -> Path:
 @pytest.fixture(scope="session")
 def tiny_eval(tiny_models) -> tuple[Path, dict]:
     """eval/ of the tiny project written by the evaluation stage; returns (project root, metrics)."""
-    from pipeline.evaluate import config_from_params, evaluate, load_data
+    from pipeline.evaluation.evaluate import config_from_params, evaluate, load_data
     from render.params import load_params
 
     root = tiny_models

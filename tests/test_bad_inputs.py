@@ -24,8 +24,8 @@ from click.testing import CliRunner
 
 from benchmarks import fuzz_loaders
 from dcign.cli import main as train_cli
-from pipeline.evaluate import main as evaluate_cli
-from pipeline.rerender import main as rerender_cli
+from pipeline.evaluation.evaluate import main as evaluate_cli
+from pipeline.review.rerender import main as rerender_cli
 from render.cli import main as render_cli
 from render.faces.cli import main as faces_cli
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import sweep_dirs
 from tiny_profile import write_tiny_params
 
-from pipeline import baselines as B
+from pipeline.study import baselines as B
 from render.params import get, load_params
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline import experiments as E
-from pipeline import fit_report
+from pipeline.inverse import table as fit_table
+from pipeline.study import experiments as E
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -70,9 +70,9 @@ def test_study_tables_are_the_record():
 
 def test_fit_table_is_eval_fit_json():
     doc = ROOT / "docs" / "results.md"
-    assert fit_report.table(json.loads((ROOT / "eval" / "fit.json").read_text())) == section(doc.read_text(), "fit")
+    assert fit_table.table(json.loads((ROOT / "eval" / "fit.json").read_text())) == section(doc.read_text(), "fit")
     args = ["--metrics", str(ROOT / "eval" / "fit.json"), "--doc", str(doc), "--check"]
-    r = CliRunner().invoke(fit_report.main, args)
+    r = CliRunner().invoke(fit_table.main, args)
     assert r.exit_code == 0, r.output
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import sweep_dirs
+from stage_code import assert_deps_are_the_code
 
 from dcign.checkpoint import load_model, trained_method
-from pipeline import calibration as C
-from pipeline import scoring as S
-from pipeline.encode import encode
-from pipeline.evaluate import main as evaluate_cli
+from pipeline.evaluation import calibration as C
+from pipeline.evaluation import scoring as S
+from pipeline.evaluation.encode import encode
+from pipeline.evaluation.evaluate import main as evaluate_cli
 from render.shards import RenderedDataset, load_dataset
 from render.vocabulary import FACTORS
 
@@ -276,3 +277,8 @@ def test_reconstruction_interval_contains_the_estimate():
     recon = np.clip(x + rng.normal(0, 0.05, x.shape), 0, 1).astype(np.float32)
     r = S.reconstruction_scores(x, recon, np.repeat(np.arange(20), 3), replace(CFG, bootstrap=300))
     assert r["psnr_lo"] < r["psnr"] < r["psnr_hi"] and 20 < r["psnr"] < 30
+
+
+# --- the stage's deps list the code it runs -------------------------------------------------------------
+def test_evaluate_stage_deps_list_the_code_it_runs():
+    assert_deps_are_the_code("dvc.yaml", "evaluate", "pipeline.evaluation.evaluate")

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
-from pipeline import experiments as E
+from pipeline.study import experiments as E
+from pipeline.study import record as R
 
 RECORD = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "runs.json"
 
@@ -17,22 +18,23 @@ def test_a_run_recorded_before_a_param_existed_groups_with_its_seeds(tmp_path):
     """A run from before lr_schedule (and the other ADDED_PARAMS) and params of other pipelines existed
     is the same setting as a later run with their defaults, so the two form a seed group."""
     new = json.loads(RECORD.read_text())["c18-decoder-1000"]  # recorded with every param of today
-    new["params"]["train.decoder_steps"] = E.ADDED_PARAMS["train.decoder_steps"]  # its one non-default one
+    new["params"]["train.decoder_steps"] = R.ADDED_PARAMS["train.decoder_steps"]  # its one non-default one
+    new["params"]["train.decoder_swap"] = R.ADDED_PARAMS["train.decoder_swap"]  # added after it was recorded
     old = json.loads(json.dumps(new))
     old["params"] = {
-        k: v for k, v in old["params"].items() if k not in E.ADDED_PARAMS and not k.startswith(E.OTHER_PIPELINES)
+        k: v for k, v in old["params"].items() if k not in R.ADDED_PARAMS and not k.startswith(R.OTHER_PIPELINES)
     }
     old["params"]["seed"] = 7
-    assert set(E.ADDED_PARAMS) <= set(new["params"])  # the later run has them all
+    assert set(R.ADDED_PARAMS) <= set(new["params"])  # the later run has them all
     path = tmp_path / "runs.json"
     path.write_text(json.dumps({"a-new": new, "a-old": old}))
-    runs = E.load_runs(path)
-    assert E.seed_groups(runs) == {"a-new": ["a-new", "a-old"]}
+    runs = R.load_runs(path)
+    assert R.seed_groups(runs) == {"a-new": ["a-new", "a-old"]}
     assert runs["a-old"]["params"]["train.lr_schedule"] == "constant"
     assert json.loads(path.read_text())["a-old"]["params"] == old["params"]  # the record stays as written
     # a real difference still separates them
     runs["a-old"]["params"]["train.lr_schedule"] = "cosine"
-    assert E.seed_groups(runs) == {}
+    assert R.seed_groups(runs) == {}
 
 
 def test_runs_of_the_same_params_group_by_the_id_their_names_start_with():
@@ -43,12 +45,12 @@ def test_runs_of_the_same_params_group_by_the_id_their_names_start_with():
         for study in ("c05", "c09")
         for seed in (0, 1)
     }
-    assert E.seed_groups(runs) == {"c05-s0": ["c05-s0", "c05-s1"], "c09-s0": ["c09-s0", "c09-s1"]}
+    assert R.seed_groups(runs) == {"c05-s0": ["c05-s0", "c05-s1"], "c09-s0": ["c09-s0", "c09-s1"]}
 
 
 def test_the_runs_table_tells_learning_rates_apart():
     """5e-4 (the default) and 1e-3 are different rows' values, not both 0.001."""
-    lines = E.table(E.load_runs(RECORD)).splitlines()
+    lines = E.table(R.load_runs(RECORD)).splitlines()
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in lines[2:]}
     col = lines[0].split(" | ").index("lr")
     assert (rows["c09-fused-s0"][col], rows["c10-lr-0.001"][col], rows["c12-lr-0.00025"][col]) == (
@@ -64,7 +66,7 @@ SEEDS = ["c05-c04-inv10", "c05-s1", "c05-s2"]  # the default's three seeds in th
 def test_compare_a_member_of_the_runs_is_always_where_one_more_run_would_be():
     """One of n runs lies at most (n - 1) / sqrt(n) sample stds from their mean, so its prediction p is at
     least 2 * t.sf(1, n - 1) (0.42 for three runs): every figure passes."""
-    runs = E.load_runs(RECORD)
+    runs = R.load_runs(RECORD)
     body, ok, n = E.compare_table(runs["c05-s1"]["metrics"], runs, SEEDS)
     assert n == ok and n >= 30
     assert "**< 0.05**" not in body
@@ -73,8 +75,8 @@ def test_compare_a_member_of_the_runs_is_always_where_one_more_run_would_be():
 def test_compare_p_value_is_the_t_prediction_p_value():
     """A figure 2 * sqrt(1 + 1/3) stds from the mean of three runs has t = 2 on 2 degrees of freedom:
     p = 1 - 2 / sqrt(6) (the closed form of Student's t with 2 df); one 40 stds away is flagged."""
-    runs = E.load_runs(RECORD)
-    mig = [E.dig(runs[n]["metrics"]["dcign"], "disentanglement.mig_continuous") for n in SEEDS]
+    runs = R.load_runs(RECORD)
+    mig = [R.dig(runs[n]["metrics"]["dcign"], "disentanglement.mig_continuous") for n in SEEDS]
     mean, sd = float(np.mean(mig)), float(np.std(mig, ddof=1))
     metrics = json.loads(json.dumps(runs["c05-s1"]["metrics"]))
     metrics["dcign"]["disentanglement"]["mig_continuous"] = mean + 2 * np.sqrt(4 / 3) * sd

@@ -1,6 +1,6 @@
 """dcign-explore: slider values -> code -> image, degree labels, errors, Blender beside the decoder, the browser.
 
-The fast tests use a drawn (untrained) network and calibrations fitted by ``pipeline.calibration``;
+The fast tests use a drawn (untrained) network and calibrations fitted by ``pipeline.evaluation.calibration``;
 the tests marked slow use the tiny project of conftest.py (rendered by Blender, trained by the
 trainer, calibrated by the evaluation stage), and the browser test drives the page in Debian's
 headless Chromium through Selenium (skipped, with the reason, where they are not installed).
@@ -16,9 +16,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline import calibration as C
-from pipeline import explore as E
-from pipeline.fit import Scene
+from pipeline.evaluation import calibration as C
+from pipeline.explorer import ExploreError
+from pipeline.explorer import explorer as E
+from pipeline.explorer.page import build_app, launch
+from render.scene_renderer import Scene
 from render.vocabulary import FACTORS
 
 RANGES = {"azimuth": (-90.0, 90.0), "elevation": (-23.0, 23.0), "light": (-80.0, 80.0)}
@@ -107,7 +109,7 @@ def test_upload_that_is_not_an_image_is_refused_and_another_size_is_resized_with
 
     notes = tmp_path / "notes.png"
     notes.write_text("not pixels")
-    with pytest.raises(E.ExploreError, match=r"^upload notes.png: not an image OpenCV can decode"):
+    with pytest.raises(ExploreError, match=r"^upload notes.png: not an image OpenCV can decode"):
         E.read_upload(notes, RES)
     cv2.imwrite(str(tmp_path / "face.png"), np.full((40, 30, 3), 90, np.uint8))
     face = E.read_upload(tmp_path / "face.png", RES)
@@ -116,13 +118,13 @@ def test_upload_that_is_not_an_image_is_refused_and_another_size_is_resized_with
 
 
 def test_a_model_of_another_resolution_is_refused_with_its_path():
-    with pytest.raises(E.ExploreError, match=r"^wide: trained at 32x32, but this explorer shows 16x16 faces"):
+    with pytest.raises(ExploreError, match=r"^wide: trained at 32x32, but this explorer shows 16x16 faces"):
         E.Explorer({"dcign": loaded(), "wide": loaded("wide", resolution=32)}, renderer=None, face_model=None)
     explorer = E.Explorer({"dcign": loaded()}, renderer=None, face_model=None)
-    with pytest.raises(E.ExploreError, match="trained at 32x32"):
+    with pytest.raises(ExploreError, match="trained at 32x32"):
         explorer.add(loaded("wide", resolution=32))
     assert list(explorer.models) == ["dcign"]
-    with pytest.raises(E.ExploreError, match="no model named 'nope'"):
+    with pytest.raises(ExploreError, match="no model named 'nope'"):
         explorer.model("nope")
 
 
@@ -144,13 +146,13 @@ def test_traversal_gif_has_one_frame_per_step_decoded_beside_rendered(tmp_path):
         assert gif.n_frames == E.TRAVERSE_FRAMES and gif.size == (2 * RES * 3 + 4, RES * 3 + 22)
     intrinsic = explorer.traverse("dcign", face, np.zeros(6), angles, {}, "z4")
     assert intrinsic[0][0] == "z4 -3.0" and intrinsic[0][2] is None  # no scene variable to render
-    with pytest.raises(E.ExploreError, match="z1: not one of the intrinsic sliders"):
+    with pytest.raises(ExploreError, match="z1: not one of the intrinsic sliders"):
         explorer.traverse("dcign", face, np.zeros(6), angles, {}, "z1")
 
 
 # --- the tiny project: checkpoints from the trainer, calibrations from the evaluation ---------------
 def explore_cli(*args):
-    from pipeline.explore_cli import main
+    from pipeline.explorer.cli import main
 
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -168,7 +170,7 @@ def explore_cli(*args):
 def test_cli_errors_are_one_line_naming_the_file(tiny_eval, tmp_path, case, message):
     pytest.importorskip("gradio", reason="dcign-explore needs the explore extra")
     root, _ = tiny_eval
-    from pipeline.explore_screenshot import free_port
+    from pipeline.explorer.browser import free_port
 
     args = ["--checkpoint", root / "models" / "dcign", "--no-baseline", "--port", free_port()]
     if case == "checkpoint":
@@ -232,25 +234,25 @@ def test_the_baseline_moves_the_latent_its_calibration_chose(explorer):
 def test_test_images_of_another_resolution_are_refused_with_the_folder(tiny_eval):
     root, _ = tiny_eval
     faces = E.TestFaces(root / "data" / "test")
-    with pytest.raises(E.ExploreError, match=r"test/azimuth: rendered at 16x16 but the model was trained at 64x64"):
+    with pytest.raises(ExploreError, match=r"test/azimuth: rendered at 16x16 but the model was trained at 64x64"):
         faces.face("azimuth", 0, 64)
-    with pytest.raises(E.ExploreError, match=r"image 99 does not exist \(4 images: 0..3\)"):
+    with pytest.raises(ExploreError, match=r"image 99 does not exist \(4 images: 0..3\)"):
         faces.face("azimuth", 99, RES)
 
 
 # --- in a real browser ------------------------------------------------------------------------------
 def _browser_skip() -> str | None:
-    from pipeline.explore_screenshot import missing_browser
+    from pipeline.explorer.browser import missing_browser
 
     return missing_browser()
 
 
 @pytest.fixture(scope="module")
 def page(explorer):
-    from pipeline.explore_screenshot import Page, chrome, free_port
+    from pipeline.explorer.browser import Page, chrome, free_port
 
-    demo = E.build_app(explorer)
-    url = E.launch(demo, port=free_port())
+    demo = build_app(explorer)
+    url = launch(demo, port=free_port())
     try:
         with chrome() as driver:
             yield Page(driver, url)
@@ -263,7 +265,7 @@ def page(explorer):
 def test_moving_the_azimuth_slider_changes_the_decoded_image_and_renders_at_its_angle(page, explorer):
     from selenium.webdriver.common.keys import Keys
 
-    from pipeline.explore_screenshot import image_bytes
+    from pipeline.explorer.browser import image_bytes
 
     page.open()
     assert page.text("render-label").startswith("Blender render at azimuth")

@@ -330,7 +330,7 @@ def test_train_stops_cleanly_on_a_signal_and_resume_is_identical(reference, trai
 def evaluate_cmd(root: Path, out: Path) -> list[str]:
     from conftest import sweep_dirs
 
-    cmd = [sys.executable, "-m", "pipeline.evaluate", "--params", str(root / "params.yaml"), "--no-progress"]
+    cmd = [sys.executable, "-m", "pipeline.evaluation.evaluate", "--params", str(root / "params.yaml"), "--no-progress"]
     cmd += ["--model", f"dcign={root / 'models' / 'dcign'}", "--model", f"baseline={root / 'models' / 'baseline'}"]
     cmd += [a for d in sweep_dirs(root, "test") for a in ("--test", str(d))]
     cmd += [a for d in sweep_dirs(root, "train") for a in ("--train", str(d))]

@@ -15,12 +15,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 from dataset_fixtures import make_fake_dataset
+from stage_code import assert_deps_are_the_code
 from tiny_profile import write_tiny_params
 
-from pipeline import calibration as C
-from pipeline import fit as F
-from pipeline import fit_cli, fit_stage
+from pipeline.evaluation import calibration as C
+from pipeline.inverse import cli as fit_cli
+from pipeline.inverse import fit as fitting
+from pipeline.inverse import results as fit_results
+from pipeline.inverse import stage as fit_stage
 from render.params import ParamsError, get, load_params
+from render.scene_renderer import Scene, SceneRenderer
 from render.vocabulary import FACTORS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,13 +47,13 @@ def test_angles_are_read_through_the_inverse_calibration():
         sweeps[f] = (z, angles[f])
     calib = C.fit(sweeps, {"azimuth": [0], "elevation": [1], "light": [2]})
     mu = np.array([45 / 30, 10 / 10, np.tanh(-50 / 60)])  # elevation -10: latent -(-10) / 10
-    got = F.read_angles(calib, mu)
+    got = C.read_angles(calib, mu)
     assert got["azimuth"] == pytest.approx(45, abs=3)
     assert got["elevation"] == pytest.approx(-10, abs=1.5)
     assert got["light"] == pytest.approx(-50, abs=4)
     # beyond the calibrated codes the angle is clamped to the calibrated range; a missing factor takes the default
-    assert F.read_angles(calib, np.array([99.0, 0.0, 0.0]))["azimuth"] <= 90
-    assert F.read_angles({"azimuth": calib["azimuth"]}, mu, {"light": 7.0})["light"] == 7.0
+    assert C.read_angles(calib, np.array([99.0, 0.0, 0.0]))["azimuth"] <= 90
+    assert C.read_angles({"azimuth": calib["azimuth"]}, mu, {"light": 7.0})["light"] == 7.0
 
 
 # --- the search on a synthetic renderer with a known answer -----------------------------------------
@@ -70,12 +74,12 @@ def blob_render(scenes):
 
 
 def test_search_recovers_a_known_scene_within_its_budget_and_is_deterministic():
-    truth = F.Scene(40.0, -10.0, 35.0, (1.2,))
+    truth = Scene(40.0, -10.0, 35.0, (1.2,))
     target = blob_render([truth])[0]
-    space = F.SearchSpace(RANGES, n_shape=1, n_albedo=0)
-    cfg = F.FitConfig(budget=150, shape_components=1, albedo_components=0, seed=3)
-    start = F.Scene(15.0, 0.0, 0.0, (0.0,))
-    r = F.search(F.PixelObjective(target), blob_render, start, space, cfg)
+    space = fitting.SearchSpace(RANGES, n_shape=1, n_albedo=0)
+    cfg = fitting.FitConfig(budget=150, shape_components=1, albedo_components=0, seed=3)
+    start = Scene(15.0, 0.0, 0.0, (0.0,))
+    r = fitting.search(fitting.PixelObjective(target), blob_render, start, space, cfg)
     assert r.renders <= cfg.budget
     assert r.value < 0.05 * r.start_value
     assert abs(r.scene.azimuth - truth.azimuth) < 4
@@ -84,15 +88,17 @@ def test_search_recovers_a_known_scene_within_its_budget_and_is_deterministic():
     assert abs(r.scene.shape[0] - truth.shape[0]) < 0.25
     best = [t["best"] for t in r.trace]
     assert best == sorted(best, reverse=True) and best[-1] == r.value and r.trace[-1]["renders"] == r.renders
-    again = F.search(F.PixelObjective(target), blob_render, start, space, cfg)
+    again = fitting.search(fitting.PixelObjective(target), blob_render, start, space, cfg)
     assert again.scene == r.scene and again.trace == r.trace
-    other = F.search(F.PixelObjective(target), blob_render, start, space, F.FitConfig(budget=150, seed=4))
+    other = fitting.search(
+        fitting.PixelObjective(target), blob_render, start, space, fitting.FitConfig(budget=150, seed=4)
+    )
     assert other.trace != r.trace
 
 
 def test_search_space_round_trip_and_bounds():
-    space = F.SearchSpace(RANGES, n_shape=2, n_albedo=1, coefficient_bound=3.0)
-    s = F.Scene(30.0, -5.0, 60.0, (0.5, -1.0), (2.0,))
+    space = fitting.SearchSpace(RANGES, n_shape=2, n_albedo=1, coefficient_bound=3.0)
+    s = Scene(30.0, -5.0, 60.0, (0.5, -1.0), (2.0,))
     back = space.to_scene(space.to_x(s))
     assert (back.azimuth, back.elevation, back.light) == pytest.approx((30, -5, 60))
     assert back.shape == pytest.approx(s.shape) and back.albedo == pytest.approx(s.albedo)
@@ -100,7 +106,7 @@ def test_search_space_round_trip_and_bounds():
     assert (clipped.azimuth, clipped.elevation, clipped.light) == pytest.approx((90, 23, 80))
     assert clipped.shape == (3.0, 3.0) and clipped.albedo == (3.0,)
     # short coefficient vectors are padded with the mean (0), long ones cut
-    assert space.to_scene(space.to_x(F.Scene(0, 0, 0, (1.0,), ()))).shape == (1.0, 0.0)
+    assert space.to_scene(space.to_x(Scene(0, 0, 0, (1.0,), ()))).shape == (1.0, 0.0)
 
 
 # --- the code objective on a drawn network ----------------------------------------------------------
@@ -117,22 +123,22 @@ def test_code_objective_is_zero_at_the_image_and_weighs_groups():
     model = drawn_model()
     rng = np.random.default_rng(0)
     a, b = (rng.integers(0, 255, (16, 16), dtype=np.uint8) for _ in range(2))
-    obj = F.CodeObjective(model, a)
+    obj = fitting.CodeObjective(model, a)
     values = obj(np.stack([a, b]))
     assert values[0] == pytest.approx(0, abs=1e-10) and values[1] > 0
-    assert F.CodeObjective(model, a, weights={g: 0.0 for g in model.groups})(b[None])[0] == 0
-    only_az = F.CodeObjective(model, a, weights={"elevation": 0, "light": 0, "intrinsic": 0})(b[None])[0]
+    assert fitting.CodeObjective(model, a, weights={g: 0.0 for g in model.groups})(b[None])[0] == 0
+    only_az = fitting.CodeObjective(model, a, weights={"elevation": 0, "light": 0, "intrinsic": 0})(b[None])[0]
     assert 0 < only_az < values[1] * 10
-    assert set(F.CodeObjective(model, a, grouped=False).groups) == {"code"}
-    with pytest.raises(F.FitError, match="unknown latent groups"):
-        F.CodeObjective(model, a, weights={"pose": 1.0})
+    assert set(fitting.CodeObjective(model, a, grouped=False).groups) == {"code"}
+    with pytest.raises(fitting.FitError, match="unknown latent groups"):
+        fitting.CodeObjective(model, a, weights={"pose": 1.0})
 
 
 def test_fit_config_is_checked():
-    with pytest.raises(F.FitError, match="budget"):
-        F.FitConfig(budget=1).validate()
-    with pytest.raises(F.FitError, match="shape_components"):
-        F.FitConfig(shape_components=-1).validate()
+    with pytest.raises(fitting.FitError, match="budget"):
+        fitting.FitConfig(budget=1).validate()
+    with pytest.raises(fitting.FitError, match="shape_components"):
+        fitting.FitConfig(shape_components=-1).validate()
 
 
 def test_stage_defaults_equal_params_yaml():
@@ -237,7 +243,7 @@ def test_tables_flatten_coefficients():
     rows = [fit_cli.flat_row("a", {"method": "code", "shape": [1.0, 2.0], "albedo": [3.0]}, {f: 0.0 for f in FACTORS})]
     text = fit_cli.csv_bytes(rows).decode().splitlines()
     assert text[0] == "image,method,shape_0,shape_1,albedo_0,true_azimuth,true_elevation,true_light"
-    assert fit_cli.finite({"x": float("inf"), "y": [np.float32(1.5)]}) == {"x": None, "y": [1.5]}
+    assert fit_results.finite({"x": float("inf"), "y": [np.float32(1.5)]}) == {"x": None, "y": [1.5]}
 
 
 # --- Blender in the loop: the tiny project's model ------------------------------------------------
@@ -249,18 +255,20 @@ def test_fit_of_a_rendered_face_improves_on_its_start(tiny_eval, tmp_path):
     model, cfg, _ = load_model(root / "models" / "dcign")
     calib = C.load(root / "eval" / "calibration" / "dcign.npz", cfg.latent)
     faces = load_face_model("default")
-    truth = F.Scene(40.0, 5.0, 30.0)
-    space = F.SearchSpace({f: calib[f].range for f in FACTORS}, 0, 0)
-    fcfg = F.FitConfig(budget=12, shape_components=0, albedo_components=0, seed=1)
-    with F.SceneRenderer(faces, cfg.resolution, samples=2) as render:
+    truth = Scene(40.0, 5.0, 30.0)
+    space = fitting.SearchSpace({f: calib[f].range for f in FACTORS}, 0, 0)
+    fcfg = fitting.FitConfig(budget=12, shape_components=0, albedo_components=0, seed=1)
+    with SceneRenderer(faces, cfg.resolution, samples=2) as render:
         image = render([truth])[0]
-        fit = F.fit_image(image, model, calib, render, space, fcfg, ("code", "pixel"))
+        fit = fitting.fit_image(image, model, calib, render, space, fcfg, ("code", "pixel"))
         assert render.count == 1 + 12 + 12
         # The known answer: from a frontal start 40 degrees off, the pixel search finds the azimuth
         # (the 6-step model's code barely varies, so its read-out and code search are no better than a guess).
-        frontal = F.search(F.PixelObjective(image), render, F.Scene(0.0, 0.0, 0.0), space, replace(fcfg, budget=40))
+        frontal = fitting.search(
+            fitting.PixelObjective(image), render, Scene(0.0, 0.0, 0.0), space, replace(fcfg, budget=40)
+        )
     assert abs(frontal.scene.azimuth - truth.azimuth) < 15 and frontal.value < 0.5 * frontal.start_value
-    rows = {r["method"]: r for r in F.fit_rows(fit, image, truth.as_dict())}
+    rows = {r["method"]: r for r in fitting.fit_rows(fit, image, truth.as_dict())}
     assert set(rows) == {"amortised", "code", "pixel"} and rows["amortised"]["renders"] == 0
     for name in ("code", "pixel"):
         s = fit.searches[name]
@@ -298,65 +306,23 @@ def test_cli_fits_a_folder_and_resumes(tiny_eval, tmp_path):
 
 
 # --- the stage's deps list the code it runs ---------------------------------------------------------
-def project_imports(module: str, seen: set | None = None) -> set[Path]:
-    """Files of this project that ``module`` imports, directly or not (lazy imports inside functions too)."""
-    import ast
-
-    seen = set() if seen is None else seen
-    path = ROOT / (module.replace(".", "/") + ".py")
-    if not path.is_file():
-        path = ROOT / module.replace(".", "/") / "__init__.py"
-    if not path.is_file() or path in seen:
-        return seen
-    seen.add(path)
-    parts = module.split(".")
-    for parent in range(1, len(parts)):  # importing a.b.c runs a/__init__.py and a/b/__init__.py
-        project_imports(".".join(parts[:parent]), seen)
-    is_package = path.name == "__init__.py"
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = parts if is_package else parts[:-1]
-                base = ".".join(anchor[: len(anchor) - node.level + 1] + ([base] if base else []))
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
-        for name in names:
-            if name.split(".")[0] in ("render", "dcign", "pipeline"):
-                project_imports(name, seen)
-    return seen
-
-
 def test_fit_stage_deps_list_the_code_it_runs():
-    import yaml
-
-    stage = yaml.safe_load((ROOT / "fit" / "dvc.yaml").read_text())["stages"]["fit"]
-    deps = [ROOT / d for d in stage["deps"]]
-    used = project_imports("pipeline.fit_stage") | {ROOT / "render/faces/procedural.py"}  # the default face model
-    for path in used:
-        assert any(path == d or d in path.parents for d in deps), (
-            f"{path.relative_to(ROOT)} is not in fit/dvc.yaml deps"
-        )
-    for d in deps:
-        if d.suffix == ".py":
-            assert d in used, f"fit/dvc.yaml lists {d.relative_to(ROOT)}, which the stage does not run"
-    assert stage["cmd"].startswith("python -m pipeline.fit_stage ")
+    default_face_model = "render/faces/procedural.py"
+    assert_deps_are_the_code("fit/dvc.yaml", "fit", "pipeline.inverse.stage", also=(default_face_model,))
 
 
 def test_pixel_and_ssim_objectives_are_zero_at_the_image_only():
     rng = np.random.default_rng(1)
     a, b = (rng.integers(0, 255, (16, 16), dtype=np.uint8) for _ in range(2))
     for name in ("pixel", "ssim"):
-        values = F.make_objective(name, a)(np.stack([a, b]))
+        values = fitting.make_objective(name, a)(np.stack([a, b]))
         assert values[0] == pytest.approx(0, abs=1e-12) and values[1] > 0.01
-    with pytest.raises(F.FitError, match="unknown objective"):
-        F.make_objective("l1", a)
+    with pytest.raises(fitting.FitError, match="unknown objective"):
+        fitting.make_objective("l1", a)
 
 
 def test_fit_stage_writes_its_summary_plots_and_results_table_and_resumes(tiny_eval, tmp_path):
-    from pipeline import fit_report
+    from pipeline.inverse import table as fit_table
 
     root, _ = tiny_eval
     params = write_tiny_params(tmp_path / "params.yaml")
@@ -385,18 +351,18 @@ def test_fit_stage_writes_its_summary_plots_and_results_table_and_resumes(tiny_e
 
     doc = tmp_path / "results.md"
     doc.write_text("a\n<!-- fit:start -->\nold\n<!-- fit:end -->\nb\n")
-    r = CliRunner().invoke(fit_report.main, ["--metrics", str(metrics), "--doc", str(doc)])
+    r = CliRunner().invoke(fit_table.main, ["--metrics", str(metrics), "--doc", str(doc)])
     assert r.exit_code == 0, r.output
     text = doc.read_text()
     pixel = s["pixel"]["azimuth"]
     assert "old" not in text and f"| {pixel['median_abs_error']:.1f} / {pixel['p90_abs_error']:.1f} |" in text
-    check = CliRunner().invoke(fit_report.main, ["--metrics", str(metrics), "--doc", str(doc), "--check"])
+    check = CliRunner().invoke(fit_table.main, ["--metrics", str(metrics), "--doc", str(doc), "--check"])
     assert check.exit_code == 0
 
 
 def test_budgets_and_sizes_are_bounded_before_any_work(tmp_path):
     face = write_png(tmp_path / "face.png", 16)
-    for option, value in (("--budget", F.MAX_BUDGET + 1), ("--samples", 10**6)):
+    for option, value in (("--budget", fitting.MAX_BUDGET + 1), ("--samples", 10**6)):
         r = run_fit(face, "--checkpoint", tmp_path / "none", option, value, "--out", tmp_path / "out")
         assert r.exit_code == 2 and option in r.output and not (tmp_path / "out").exists()
     p = load_params(ROOT / "params.yaml")

@@ -245,7 +245,7 @@ def test_baselines_pipeline_trains_every_method_with_the_default_stages_code():
 
 
 def test_evaluation_scores_every_baseline_without_groups(tiny_project, tmp_path):
-    from pipeline.evaluate import config_from_params, evaluate, load_data
+    from pipeline.evaluation.evaluate import config_from_params, evaluate, load_data
     from render.params import load_params
 
     models = {}

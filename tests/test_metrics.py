@@ -1,4 +1,4 @@
-"""Tests of pipeline.metrics on synthetic codes with known answers.
+"""Tests of pipeline.evaluation.metrics on synthetic codes with known answers.
 
 Ground truth: a full grid of 4 factors with 8 x 6 x 5 x 4 = 960 points.
 
@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.metrics import (
+from pipeline.evaluation.metrics import (
     accuracy_at,
     best_single_latent,
     beta_vae_score,
@@ -38,7 +38,7 @@ from pipeline.metrics import (
     sap,
     ssim,
 )
-from pipeline.metrics.dci import importance_matrix_linear
+from pipeline.evaluation.metrics.dci import importance_matrix_linear
 
 SIZES = (8, 6, 5, 4)
 FAST = {"batch_size": 32, "n_train": 300, "n_eval": 200}
@@ -406,7 +406,7 @@ def test_verification_accuracy_interval_contains_its_estimate():
     rejected, so the accuracy is 0.75. With pairs weighted w_i * w_j alone, a same-face pair's w_i**2
     counts about twice in a replicate and the interval sits near (2 * 1 + 0.5) / 3 = 0.83, above the
     estimate; with the classes balanced it contains it."""
-    from pipeline.scoring import EvalConfig, verification_scores
+    from pipeline.evaluation.scoring import EvalConfig, verification_scores
 
     n_id, per = 60, 6
     ids = np.arange(n_id)

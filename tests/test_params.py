@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from dcign.config import MODEL_PARAMS, TRAIN_PARAMS, ModelConfig, TrainConfig, default_params, load_config
-from pipeline.evaluate import config_from_params
-from pipeline.scoring import EvalConfig
+from pipeline.evaluation.evaluate import config_from_params
+from pipeline.evaluation.scoring import EvalConfig
 from render.job import GRID_KEYS, RECOGNITION_KEYS, TEST_SEED_OFFSET, RenderJob, job_from_params
 from render.params import ParamsError, get, load_params
 from render.sweeps import SweepConfig
@@ -121,3 +121,43 @@ def test_no_package_imports_a_later_stage_or_a_private_name_of_another_module():
                     assert top not in later, f"{module} imports {source} (a later stage)"
                     if top in PACKAGES and source != module:
                         assert not name.startswith("_"), f"{module} imports the private {source}.{name}"
+
+
+# --- pipeline's rooms: each job imports only the rooms it builds on --------------------------------------
+ROOMS = {  # subpackage of pipeline -> the other subpackages it may import
+    "evaluation": set(),  # the evaluate stage runs alone: it never imports inverse graphics or the explorer
+    "inverse": {"evaluation"},  # the calibration, the encoder, the image metrics
+    "explorer": {"evaluation"},
+    "study": {"evaluation"},  # PCA's PSNR; the study reads records and evaluations, it never trains
+    "review": {"evaluation", "study"},  # the study's record: its headline figures and seed groups
+}
+NEVER_TRAINS = ("dcign", "torch")  # what the study must not import
+
+
+def _imported(path: Path) -> list[str]:
+    """Modules a file imports (lazy imports in functions too); relative imports resolved within pipeline."""
+    package = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = [node.module] if node.module else []
+            anchor = list(package[: len(package) - node.level + 1]) if node.level else []
+            source = ".".join(anchor + base)
+            out += [source] + [f"{source}.{a.name}" for a in node.names]
+    return out
+
+
+def test_each_room_of_pipeline_imports_only_the_rooms_it_builds_on():
+    assert {p.name for p in (ROOT / "pipeline").iterdir() if (p / "__init__.py").is_file()} == set(ROOMS)
+    for path in sorted((ROOT / "pipeline").rglob("*.py")):
+        parts = path.relative_to(ROOT / "pipeline").parts
+        room = parts[0] if len(parts) > 1 else None  # None: a module every room may share (images, markers)
+        for source in _imported(path):
+            top, *rest = source.split(".")
+            other = rest[0] if top == "pipeline" and rest else None
+            if other in ROOMS and other != room:
+                assert other in ROOMS.get(room, ()), f"pipeline/{'/'.join(parts)} imports {source}"
+            if room == "study":
+                assert top not in NEVER_TRAINS, f"pipeline/{'/'.join(parts)} imports {source}: the study never trains"

@@ -1,4 +1,4 @@
-"""pipeline.pca_reference: the linear (PCA) reconstruction reference of docs/experiments.md."""
+"""pipeline.study.pca_reference: the linear (PCA) reconstruction reference of docs/experiments.md."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 from conftest import sweep_dirs
 
-from pipeline.pca_reference import main, pca_psnr
+from pipeline.study.pca_reference import main, pca_psnr
 
 
 def test_pca_of_rank_r_data_reconstructs_its_span_exactly_and_improves_with_k():

@@ -117,7 +117,7 @@ def test_experiments_record_report_and_results(project):
     if not (proj / ".venv").exists():
         pytest.skip("needs the experiment of test_readme_next_commands_work_as_written")
     env = {**env, "PATH": f"{VENV / 'bin'}{os.pathsep}{env['PATH']}"}
-    cli = [sys.executable, "-m", "pipeline.experiments"]
+    cli = [sys.executable, "-m", "pipeline.study.experiments"]
     run(cli + ["collect", "--runs", "runs.json"], proj, env)
     record = json.loads((proj / "runs.json").read_text())
     assert len(record) == 1, record.keys()
@@ -157,7 +157,7 @@ def test_experiments_record_report_and_results(project):
     # The baselines table can take a method's rows from the record (here both default models of the run).
     params = write_tiny_params(proj / "b.yaml", baselines={"methods": ["dcign", "vae"], "seeds": [0]})
     (proj / "B.md").write_text("<!-- baselines:start -->\n<!-- baselines:end -->\n")
-    table = [sys.executable, "-m", "pipeline.baselines", "table", "--params", str(params), "--runs", "none"]
+    table = [sys.executable, "-m", "pipeline.study.baselines", "table", "--params", str(params), "--runs", "none"]
     table += ["--doc", "B.md", "--plot", "b.png", "--record", "runs.json", "--speed", "none.json"]
     table += ["--from-record", f"dcign=dcign@{name}", "--from-record", f"vae=baseline@{name}"]
     run(table, proj, env)

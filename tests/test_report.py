@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pipeline.report import main
+from pipeline.review.report import main
 
 pytestmark = pytest.mark.slow  # real git and DVC runs
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from dcign.checkpoint import load_model
-from pipeline import calibration as C
-from pipeline.rerender import RerenderError, main, rerender
+from pipeline.evaluation import calibration as C
+from pipeline.review.rerender import RerenderError, main, rerender
 from render.shards import load_sweep_dir
 
 RES = 16

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from tiny_profile import write_tiny_params
 
-from pipeline.experiments import HEADLINE
-from pipeline.summary import ROWS, WIDTH, fmt
+from pipeline.review.summary import ROWS, WIDTH, fmt
+from pipeline.study.record import HEADLINE
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP = {"data", "models", "eval", "dvclive", ".venv", ".git", ".pytest_cache", ".ruff_cache", "__pycache__", "tmp"}
@@ -69,8 +69,8 @@ def study(tmp_path_factory):
     run(["git", "commit", "-q", "-m", "tiny profile"], proj, env)
     for s in SEEDS:
         dvc(f"exp run -n tiny-s{s} -S seed={s}", proj, env)
-    exp_summary = run([sys.executable, "-m", "pipeline.summary", "exp"], proj, env)
-    run([sys.executable, "-m", "pipeline.experiments", "collect"], proj, env)
+    exp_summary = run([sys.executable, "-m", "pipeline.review.summary", "exp"], proj, env)
+    run([sys.executable, "-m", "pipeline.study.experiments", "collect"], proj, env)
     run(["git", "add", "-A"], proj, env)
     run(["git", "commit", "-q", "-m", "results, seeds recorded"], proj, env)
     dvc("push --run-cache", proj, env)
@@ -107,12 +107,12 @@ def test_fresh_clone_restores_every_stage_without_running_it(study):
 def test_evaluation_change_reruns_only_evaluate_and_reads_no_change_beyond_seed_noise(study):
     _, proj, env, _ = study
     repo = clone(study, "pr-eval")
-    with open(repo / "pipeline" / "encode.py", "a") as f:
+    with open(repo / "pipeline" / "evaluation" / "encode.py", "a") as f:
         f.write("# a change that alters no figure\n")
     run(["git", "commit", "-q", "-am", "evaluation: a comment"], repo, env)
     log = dvc("repro --pull", repo, env)
     assert ran(log) == ["evaluate"], log
-    run([sys.executable, "-m", "pipeline.report", "--base", "main"], repo, env)
+    run([sys.executable, "-m", "pipeline.review.report", "--base", "main"], repo, env)
     md = (repo / "report.md").read_text()
     assert f"**No change beyond seed noise** (0 of {len(HEADLINE)} headline figures changed at all)." in md
     assert "3 runs in `docs/experiments/runs.json` that differ from `main`'s `params.yaml` only in `seed`: " in md
@@ -130,7 +130,7 @@ def test_run_cache_restores_a_stage_that_dvc_lock_does_not_record(study):
     run-cache; a clone of that commit then restores evaluate from the run-cache instead of running it."""
     _, _, env, _ = study
     main_ci = clone(study, "main-ci")
-    with open(main_ci / "pipeline" / "encode.py", "a") as f:
+    with open(main_ci / "pipeline" / "evaluation" / "encode.py", "a") as f:
         f.write("# merged without running the pipeline\n")
     run(["git", "commit", "-q", "-am", "evaluation: merged without results"], main_ci, env)
     assert ran(dvc("repro --pull", main_ci, env)) == ["evaluate"]
@@ -147,13 +147,13 @@ def test_run_cache_restores_a_stage_that_dvc_lock_does_not_record(study):
 def test_report_flags_a_deliberate_regression_and_says_when_no_spread_is_recorded(study):
     _, _, env, _ = study
     repo = clone(study, "pr-bad")
-    encode = repo / "pipeline" / "encode.py"
+    encode = repo / "pipeline" / "evaluation" / "encode.py"
     line = "out.append(model.decode(z).float().cpu().numpy()[:, 0])"
     assert line in encode.read_text()
     encode.write_text(encode.read_text().replace(line, line.replace("model.decode", "255.0 * model.decode")))
     run(["git", "commit", "-q", "-am", "evaluation: decoded images on a 0-255 scale (a regression)"], repo, env)
     assert ran(dvc("repro --pull", repo, env)) == ["evaluate"]
-    run([sys.executable, "-m", "pipeline.report", "--base", "main"], repo, env)
+    run([sys.executable, "-m", "pipeline.review.report", "--base", "main"], repo, env)
     md = (repo / "report.md").read_text()
     assert "No change beyond seed noise" not in md
     assert re.search(
@@ -163,7 +163,7 @@ def test_report_flags_a_deliberate_regression_and_says_when_no_spread_is_recorde
     assert re.search(r"\| base PSNR \| baseline \| [^\n]*\| \*\*beyond seed noise\*\* \|", md)
 
     # No record of seeds for the base's settings: said so, and nothing labelled.
-    run([sys.executable, "-m", "pipeline.report", "--base", "main", "--runs", "no/runs.json"], repo, env)
+    run([sys.executable, "-m", "pipeline.review.report", "--base", "main", "--runs", "no/runs.json"], repo, env)
     md = (repo / "report.md").read_text()
     assert "No seed spread recorded for `main`'s settings (no record at `no/runs.json`, so no runs differ" in md
     assert "beyond seed noise" not in md and "within seed noise" not in md
@@ -172,7 +172,7 @@ def test_report_flags_a_deliberate_regression_and_says_when_no_spread_is_recorde
 
 def test_summaries_show_the_headline_in_100_columns(study):
     _, proj, env, exp_summary = study
-    out = run([sys.executable, "-m", "pipeline.summary", "metrics"], proj, env)
+    out = run([sys.executable, "-m", "pipeline.review.summary", "metrics"], proj, env)
     lines = out.rstrip("\n").splitlines()
     assert len(lines) == 2 + len(ROWS) == 14 and max(map(len, lines)) <= WIDTH
     assert lines[0].startswith("headline figure") and lines[0].endswith("DC-IGN  entangled VAE  raw pixels")

@@ -3,7 +3,7 @@
 
 from click.testing import CliRunner
 
-from pipeline.summary import main
+from pipeline.review.summary import main
 
 
 def test_missing_metrics_file_names_it_and_the_fix(tmp_path):

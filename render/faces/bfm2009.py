@@ -2,7 +2,8 @@
 
 ``shapeMU`` (3V x 1), ``shapePC`` (3V x K, unit columns), ``shapeEV`` (K, standard deviations),
 ``texMU``/``texPC``/``texEV`` (sRGB colours, 0-255), ``tl`` (F x 3, 1-based, wound inwards).
-MATLAB v7.3 files (HDF5) are read with h5py. Both readers run in a child process (:mod:`.isolated`).
+MATLAB v7.3 files (HDF5) are read with h5py. Both readers run in a child process (:mod:`.isolated`,
+called by :mod:`.basel`).
 """
 
 from __future__ import annotations
@@ -12,22 +13,12 @@ from pathlib import Path
 from render.faces.canonical import check_complete, colour_scale, fail, pca_model, real_array
 from render.faces.model import MorphableModel
 
-
-def load(path: Path) -> MorphableModel:
-    """Read the file in a child process (:mod:`.isolated`): scipy's MATLAB reader can crash on a corrupt file."""
-    from render.faces import bfm2017, isolated
-
-    data = isolated.read_arrays("mat", path)
-    if str(data.pop(isolated.LAYOUT)) == "bfm2017":
-        return bfm2017.from_arrays(path, data)
-    return from_arrays(path, data)
-
-
 NAMES = ("shapeMU", "shapePC", "shapeEV", "texMU", "texPC", "texEV")
 COLOUR = ("texMU", "texPC", "texEV")
 
 
 def from_arrays(path: Path, data: dict) -> MorphableModel:
+    """A BFM 2009 model from its arrays, keyed by their MATLAB names."""
     missing = [k for k in ("shapeMU", "shapePC", "shapeEV", "tl") if k not in data]
     if missing:
         raise fail(path, f"not a Basel Face Model 2009 file: missing {', '.join(missing)}")

@@ -5,7 +5,7 @@
 taken as directions and ``pcaVariance`` as variances (std = sqrt). Every basis column is
 renormalised to unit length, so a file that stores the basis already scaled by the std is still
 right. An HDF5 file holding a BFM 2009 model (MATLAB v7.3) is read as one. The file is read in a
-child process (:mod:`.isolated`).
+child process (:mod:`.isolated`, called by :mod:`.basel`).
 """
 
 from __future__ import annotations
@@ -14,22 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from render.faces import bfm2009
 from render.faces.canonical import check_complete, colour_scale, fail, pca_model, real_array
 from render.faces.model import MorphableModel
 
 NAMES = tuple(f"{part}/model/{k}" for part in ("shape", "color") for k in ("mean", "pcaBasis", "pcaVariance"))
 COLOUR = NAMES[3:]
-
-
-def load(path: Path) -> MorphableModel:
-    """Read the file in a child process (:mod:`.isolated`): HDF5 is C code that a corrupt file can crash."""
-    from render.faces import isolated
-
-    data = isolated.read_arrays("h5", path)
-    if str(data.pop(isolated.LAYOUT)) == "bfm2009":
-        return bfm2009.from_arrays(path, data)
-    return from_arrays(path, data)
 
 
 def from_arrays(path: Path, data: dict) -> MorphableModel:

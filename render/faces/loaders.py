@@ -4,8 +4,8 @@
 each format has its own module:
 
 * ``None`` / ``"default"`` / ``"procedural"`` - the embedded procedural head (:mod:`.procedural`).
-* ``*.mat`` - Basel Face Model 2009 (:mod:`.bfm2009`).
-* ``*.h5`` / ``*.hdf5`` - Basel Face Model 2017 (:mod:`.bfm2017`).
+* ``*.mat`` - Basel Face Model 2009 (:mod:`.bfm2009`, read by :mod:`.basel`).
+* ``*.h5`` / ``*.hdf5`` - Basel Face Model 2017 (:mod:`.bfm2017`, read by :mod:`.basel`).
 * ``*.bin`` - Surrey Face Model / eos (:mod:`.eos`).
 * ``*.npz`` - the project's own format (:mod:`.npz`; write it with :func:`save_npz`).
 * a folder of ``.obj`` / ``.ply`` / ``.off`` / ``.stl`` meshes, or one such file (:mod:`.meshes`).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from render.faces import bfm2009, bfm2017, eos, meshes, npz
+from render.faces import basel, eos, meshes, npz
 from render.faces.canonical import as_triangles, check_finite, collect_notes, fail
 from render.faces.model import FaceModelError, MorphableModel
 from render.faces.npz import save_npz
@@ -116,16 +116,16 @@ def check_canonical(model: MorphableModel, source) -> None:
 
 
 # --- dispatch ---------------------------------------------------------------------------------
-_READERS = {".mat": bfm2009.load, ".h5": bfm2017.load, ".hdf5": bfm2017.load, ".bin": eos.load, ".npz": npz.load}
+_READERS = {".mat": basel.load_mat, ".h5": basel.load_h5, ".hdf5": basel.load_h5, ".bin": eos.load, ".npz": npz.load}
 
 
 def _sniff(path: Path):
     with open(path, "rb") as f:
         head = f.read(128)
     if head.startswith(b"\x89HDF"):
-        return bfm2017.load
+        return basel.load_h5
     if head.startswith(b"MATLAB"):
-        return bfm2009.load
+        return basel.load_mat
     if head.startswith(b"PK"):
         return npz.load
     return None

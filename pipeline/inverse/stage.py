@@ -1,12 +1,12 @@
 """The DVC ``fit`` stage: fit held-out rendered faces whose scene is known, and score the fits.
 
-``python -m pipeline.fit_stage --params params.yaml --checkpoint models/dcign
+``python -m pipeline.inverse.stage --params params.yaml --checkpoint models/dcign
 --calibration eval/calibration/dcign.npz --metrics eval/fit.json --out eval/fit``
 
 It renders ``fit.images`` new faces (identities drawn from ``fit.seed``, a seed no training or
 test sweep uses; angles uniform over the rendered ranges; all shape and albedo coefficients
 N(0, 1)) with the renderer's settings (``render.samples``, ``render.model``, the checkpoint's
-resolution), then fits each as ``dcign-fit`` does (:mod:`pipeline.fit`): the amortised estimate,
+resolution), then fits each as ``dcign-fit`` does (:mod:`pipeline.inverse.fit`): the amortised estimate,
 a code-space search and a pixel-space search, each search with ``fit.budget`` renders, all
 rendered by one persistent Blender scene. Outputs:
 
@@ -33,13 +33,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline import calibration as C
-from pipeline import fit as F
-from pipeline.fit_cli import finite, item_seed, load_result, strip
-from pipeline.rerender import decode_image, encode_image
+from pipeline.evaluation import calibration as C
+from pipeline.images import decode_image, encode_image
+from pipeline.inverse.fit import MAX_BUDGET, FitConfig, FitError, SearchSpace, fit_image, fit_rows, traces
+from pipeline.inverse.results import finite, item_seed, load_result, strip
 from render.atomic import atomic_write_bytes, atomic_write_json, check_writable, sha256_file
 from render.job import DEVICES
 from render.params import ParamsError, get, get_range, load_params, source
+from render.scene_renderer import Scene, SceneRenderer
 from render.vocabulary import FACTORS
 
 METHODS = ("amortised", "code", "pixel")
@@ -68,8 +69,8 @@ def config_from_params(p: dict) -> tuple[StageConfig, dict]:
     for key in ("shape_components", "albedo_components"):
         if getattr(cfg, key) < 0:
             raise ParamsError(f"{source(p)}: fit.{key} must not be negative, got {getattr(cfg, key)}")
-    if not 2 <= cfg.budget <= F.MAX_BUDGET:
-        raise ParamsError(f"{source(p)}: fit.budget must be 2 to {F.MAX_BUDGET} renders, got {cfg.budget}")
+    if not 2 <= cfg.budget <= MAX_BUDGET:
+        raise ParamsError(f"{source(p)}: fit.budget must be 2 to {MAX_BUDGET} renders, got {cfg.budget}")
     if cfg.images > MAX_IMAGES:
         raise ParamsError(f"{source(p)}: fit.images must be at most {MAX_IMAGES} faces, got {cfg.images}")
     render = {
@@ -81,19 +82,19 @@ def config_from_params(p: dict) -> tuple[StageConfig, dict]:
     return cfg, render
 
 
-def search_setup(cfg: StageConfig, render_cfg: dict, faces, table: C.Calibration) -> tuple[F.FitConfig, F.SearchSpace]:
+def search_setup(cfg: StageConfig, render_cfg: dict, faces, table: C.Calibration) -> tuple[FitConfig, SearchSpace]:
     """The stage's search settings and space for a face model and a calibration (angles over its ranges)."""
-    fcfg = F.FitConfig(
+    fcfg = FitConfig(
         budget=cfg.budget,
         shape_components=min(cfg.shape_components, faces.n_shape),
         albedo_components=min(cfg.albedo_components, faces.n_albedo),
         seed=cfg.seed,
     ).validate()
     ranges = {f: table[f].range if f in table else render_cfg["ranges"][f] for f in FACTORS}
-    return fcfg, F.SearchSpace(ranges, fcfg.shape_components, fcfg.albedo_components, fcfg.coefficient_bound)
+    return fcfg, SearchSpace(ranges, fcfg.shape_components, fcfg.albedo_components, fcfg.coefficient_bound)
 
 
-def held_out(n: int, seed: int, ranges: dict, n_shape: int, n_albedo: int) -> list[F.Scene]:
+def held_out(n: int, seed: int, ranges: dict, n_shape: int, n_albedo: int) -> list[Scene]:
     """``n`` scenes: angles uniform over the ranges, every coefficient N(0, 1); a pure function of the seed."""
     rng = np.random.default_rng([int(seed), 0xF17, 1])
     scenes = []
@@ -101,7 +102,7 @@ def held_out(n: int, seed: int, ranges: dict, n_shape: int, n_albedo: int) -> li
         az, el, li = (float(rng.uniform(*ranges[f])) for f in FACTORS)
         shape = tuple(float(c) for c in rng.standard_normal(n_shape))
         albedo = tuple(float(c) for c in rng.standard_normal(n_albedo))
-        scenes.append(F.Scene(az, el, li, shape, albedo))
+        scenes.append(Scene(az, el, li, shape, albedo))
     return scenes
 
 
@@ -181,7 +182,7 @@ def run_stage(checkpoint: Path, calibration: Path, params: dict, metrics_path: P
     table = C.load(calibration, mcfg.latent)
     faces = load_face_model(render_cfg["model"])
     for sub in ("results", "plots", "images"):
-        check_writable(out / sub, F.FitError)
+        check_writable(out / sub, FitError)
     fcfg, space = search_setup(cfg, render_cfg, faces, table)
     truths = held_out(cfg.images, cfg.seed, render_cfg["ranges"], faces.n_shape, faces.n_albedo)
     key = {
@@ -196,7 +197,7 @@ def run_stage(checkpoint: Path, calibration: Path, params: dict, metrics_path: P
     }
     key = json.loads(json.dumps(key))
     results = []
-    with F.SceneRenderer(faces, mcfg.resolution, render_cfg["samples"], render_cfg["device"]) as render:
+    with SceneRenderer(faces, mcfg.resolution, render_cfg["samples"], render_cfg["device"]) as render:
         for i, truth in enumerate(tqdm(truths, desc="fit", unit="face", disable=not progress, file=sys.stderr)):
             name = f"face-{i:04d}"
             done = load_result(out / "results" / f"{name}.json", {**key, "face": i})
@@ -205,13 +206,13 @@ def run_stage(checkpoint: Path, calibration: Path, params: dict, metrics_path: P
                 continue
             image = render([truth])[0]
             c = replace(fcfg, seed=item_seed(cfg.seed, name))
-            fit = F.fit_image(image, model, table, render, space, c, ("code", "pixel"), grouped)
+            fit = fit_image(image, model, table, render, space, c, ("code", "pixel"), grouped)
             t = truth.as_dict()
             result = {
                 "image": name,
                 "truth": t,
-                "rows": F.fit_rows(fit, image, t),
-                "trace": F.traces(fit),
+                "rows": fit_rows(fit, image, t),
+                "trace": traces(fit),
                 "key": {**key, "face": i},
             }
             strip_png = strip([image, fit.amortised_image, *(s.image for s in fit.searches.values())])
@@ -251,7 +252,7 @@ def main(params_path, checkpoint, calibration, metrics_path, out_dir, progress):
         raise e.as_click() from None
     try:
         s = run_stage(checkpoint, calibration, params, metrics_path, out_dir, progress)
-    except (F.FitError, C.CalibrationError, CheckpointError, FaceModelError) as e:
+    except (FitError, C.CalibrationError, CheckpointError, FaceModelError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or out_dir}: {e.strerror or e}") from None

@@ -7,7 +7,7 @@
 Input: one image (PNG/JPEG, any size: turned grey as the renders and resized to the model's
 resolution, with a note), a folder of them, or a rendered sweep directory (``manifest.json`` and
 shards), whose known factors add the errors to each row. Each image is fitted as
-:mod:`pipeline.fit` describes: the amortised estimate (the code read through the calibration that
+:mod:`pipeline.inverse.fit` describes: the amortised estimate (the code read through the calibration that
 ``dcign-evaluate`` wrote, ``eval/calibration/<model>.npz`` by default), then a CMA-ES search with
 ``--budget`` renders per objective (``code``: the DC-IGN codes of render and image; ``pixel``:
 their pixels, the baseline; ``both``), rendering with one persistent Blender scene.
@@ -35,19 +35,20 @@ import csv
 import io
 import json
 import sys
-import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import click
 import numpy as np
 
-from pipeline import calibration as C
-from pipeline import fit as F
-from pipeline.rerender import RerenderError, decode_image, default_calibration, encode_image, resize
+from pipeline.evaluation import calibration as C
+from pipeline.images import ImageError, decode_image, encode_image, resize
+from pipeline.inverse.fit import MAX_BUDGET, FitConfig, FitError, SearchSpace, fit_image, fit_rows, traces
+from pipeline.inverse.results import finite, item_seed, load_result, strip
 from render import stopping
 from render.atomic import atomic_write_bytes, atomic_write_json, check_writable, sha256_bytes, sha256_file
 from render.job import MAX_SAMPLES
+from render.scene_renderer import SceneRenderer
 from render.stopping import stop_on_signals
 from render.sweeps import DEFAULT_RANGES
 from render.vocabulary import FACTORS
@@ -68,9 +69,9 @@ class Item:
 
 
 def _grey(images: np.ndarray) -> np.ndarray:
-    from render.renderer import to_grey
+    from render.renderer import rgb_to_grey
 
-    return to_grey(images) if images.ndim == 5 else images
+    return rgb_to_grey(images) if images.ndim == 5 else images
 
 
 def sweep_items(directory: Path, resolution: int, limit: int | None) -> list[Item]:
@@ -80,9 +81,9 @@ def sweep_items(directory: Path, resolution: int, limit: int | None) -> list[Ite
     try:
         d = load_dataset([directory])
     except ShardError as e:
-        raise F.FitError(str(e)) from None
+        raise FitError(str(e)) from None
     if d.resolution != resolution:
-        raise F.FitError(
+        raise FitError(
             f"{directory}: rendered at {d.resolution}x{d.resolution} but the checkpoint was trained at "
             f"{resolution}x{resolution}"
         )
@@ -104,12 +105,12 @@ def file_items(paths: list[Path], resolution: int, allow_resize: bool) -> list[I
     for p in paths:
         try:
             grey = decode_image(p)
-        except RerenderError as e:
-            raise F.FitError(str(e)) from None
+        except ImageError as e:
+            raise FitError(str(e)) from None
         note = None
         if grey.shape != (resolution, resolution):
             if not allow_resize:
-                raise F.FitError(
+                raise FitError(
                     f"{p}: image is {grey.shape[1]}x{grey.shape[0]}, the checkpoint's resolution is "
                     f"{resolution}x{resolution} (drop --no-resize to resize it)"
                 )
@@ -122,27 +123,18 @@ def file_items(paths: list[Path], resolution: int, allow_resize: bool) -> list[I
 def collect(path: Path, resolution: int, allow_resize: bool = True, limit: int | None = None) -> list[Item]:
     """The images to fit at ``path``: one image file, a folder of PNG/JPEG files, or a sweep directory."""
     if not path.exists():
-        raise F.FitError(f"{path}: no such file or directory")
+        raise FitError(f"{path}: no such file or directory")
     if path.is_dir() and (path / "manifest.json").exists():
         return sweep_items(path, resolution, limit)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise F.FitError(f"{path}: no PNG or JPEG images in this folder (nor a rendered sweep's manifest.json)")
+            raise FitError(f"{path}: no PNG or JPEG images in this folder (nor a rendered sweep's manifest.json)")
         return file_items(files[:limit] if limit else files, resolution, allow_resize)
     return file_items([path], resolution, allow_resize)
 
 
 # --- outputs ---------------------------------------------------------------------------------------
-def strip(images: list[np.ndarray], gap: int = 2) -> np.ndarray:
-    """Images side by side, white gaps between them."""
-    r = images[0].shape[0]
-    out = np.full((r, len(images) * (r + gap) - gap), 255, np.uint8)
-    for i, im in enumerate(images):
-        out[:, i * (r + gap) : i * (r + gap) + r] = im
-    return out
-
-
 def flat_row(image: str, row: dict, truth: dict | None) -> dict:
     out = {"image": image}
     for k, v in row.items():
@@ -166,30 +158,12 @@ def csv_bytes(rows: list[dict]) -> bytes:
     return buf.getvalue().encode()
 
 
-def finite(obj):
-    """JSON has no inf/nan: write them as null."""
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def write_tables(out: Path, results: list[dict]) -> None:
     rows = [flat_row(r["image"], row, r["truth"]) for r in results for row in r["rows"]]
     trace = [{"image": r["image"], "method": m, **t} for r in results for m, tr in r["trace"].items() for t in tr]
     atomic_write_bytes(out / "fits.csv", csv_bytes(rows))
     atomic_write_json(out / "fits.json", finite(rows))
     atomic_write_bytes(out / "trace.csv", csv_bytes(trace))
-
-
-def item_seed(seed: int, name: str) -> int:
-    """Each image's search seed: from the run's seed and the image's name, so it does not depend on the order."""
-    return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
 
 
 # --- the command -----------------------------------------------------------------------------------
@@ -204,7 +178,7 @@ def item_seed(seed: int, name: str) -> int:
 )
 @click.option("--model", "face_model", default="default", show_default=True, help="Face model: default or a path.")
 @click.option(
-    "--budget", type=click.IntRange(2, F.MAX_BUDGET), default=200, show_default=True, help="Renders per search."
+    "--budget", type=click.IntRange(2, MAX_BUDGET), default=200, show_default=True, help="Renders per search."
 )
 @click.option(
     "--objective",
@@ -228,73 +202,106 @@ def item_seed(seed: int, name: str) -> int:
 @click.option("--resize/--no-resize", default=True, help="Resize images of another size (with a note) or refuse.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def main(
-    input_path,
-    checkpoint,
-    calibration,
-    face_model,
-    budget,
-    objective,
-    shape_components,
-    albedo_components,
-    samples,
-    seed,
-    weights,
-    limit,
-    resize,
-    out_dir,
-    progress,
-):
+def main(**options):
     """Infer azimuth, elevation, light and face coefficients of face images by analysis-by-synthesis."""
-    group_weights = parse_weights(weights)
-    objectives = ("code", "pixel") if objective == "both" else (objective,)
-    from dcign.checkpoint import CheckpointError, load_model, trained_method
-    from dcign.config import GROUPED_METHODS
-    from render.faces.loaders import FaceModelError, load_face_model
-    from render.job import model_fingerprint
+    o = Options(**options)
+    group_weights = parse_weights(o.weights)
+    from dcign.checkpoint import CheckpointError
+    from render.faces.loaders import FaceModelError
 
     try:
-        model, mcfg, info = load_model(checkpoint)
-        grouped = trained_method(info, checkpoint) in GROUPED_METHODS
-        if calibration is None:
-            calibration = default_calibration(checkpoint)
-        if calibration is None:
-            raise F.FitError(f"no eval/calibration/<model>.npz found above {checkpoint}; pass --calibration")
-        table = C.load(calibration, mcfg.latent)
-        faces = load_face_model(face_model)
-        items = collect(input_path, mcfg.resolution, resize, limit)
-        if len({it.name for it in items}) != len(items):
-            raise F.FitError(f"{input_path}: image names are not unique")
-        cfg = F.FitConfig(
-            budget=budget,
-            shape_components=min(shape_components, faces.n_shape),
-            albedo_components=min(albedo_components, faces.n_albedo),
-            seed=seed,
-            weights=group_weights if grouped else {},
-        ).validate()
-        if group_weights and not grouped:
-            print("note: the model has no latent groups; --weight is ignored", file=sys.stderr)
-        for sub in ("results", "images"):
-            check_writable(out_dir / sub, F.FitError)
-        key = {  # what a result must have been fitted with to be reused
-            "format": FORMAT,
-            "checkpoint": sha256_file(Path(checkpoint) / "model.safetensors" if checkpoint.is_dir() else checkpoint),
-            "calibration": sha256_file(calibration),
-            "face_model": model_fingerprint(faces),
-            "objectives": list(objectives),
-            "samples": samples,
-            **{k: v for k, v in asdict(cfg).items() if k != "seed"},
-            "seed": seed,
-        }
-        ranges = {f: table[f].range if f in table else DEFAULT_RANGES[f] for f in FACTORS}
-        space = F.SearchSpace(ranges, cfg.shape_components, cfg.albedo_components, cfg.coefficient_bound)
-        key = json.loads(json.dumps(key))  # as it reads back from a result file
+        setup = prepare(o, group_weights)
         with stop_on_signals("dcign-fit", "the results of the images fitted so far", defer=True):
-            run(items, model, table, faces, space, cfg, objectives, grouped, samples, key, out_dir, progress)
-    except (F.FitError, C.CalibrationError, CheckpointError, FaceModelError) as e:
+            run(setup, o)
+    except (FitError, C.CalibrationError, CheckpointError, FaceModelError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
-        raise click.ClickException(f"{e.filename or out_dir}: {e.strerror or e}") from None
+        raise click.ClickException(f"{e.filename or o.out_dir}: {e.strerror or e}") from None
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line, as click parses it: one field per option."""
+
+    input_path: Path
+    checkpoint: Path
+    calibration: Path | None  # None: eval/calibration/<model dir name>.npz above the checkpoint
+    face_model: str
+    budget: int
+    objective: str  # code, pixel, ssim or both
+    shape_components: int
+    albedo_components: int
+    samples: int
+    seed: int
+    weights: tuple[str, ...]  # GROUP=W
+    limit: int | None
+    resize: bool
+    out_dir: Path
+    progress: bool
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return ("code", "pixel") if self.objective == "both" else (self.objective,)
+
+
+@dataclass
+class Setup:
+    """What the images are fitted with, loaded and checked before the first image is fitted."""
+
+    items: list[Item]
+    model: object  # dcign.model.DCIGN
+    grouped: bool  # latent groups (the DC-IGN) or one code (the entangled baseline)
+    table: C.Calibration
+    faces: object  # the face model (render.faces.model.MorphableModel)
+    cfg: FitConfig
+    space: SearchSpace
+    key: dict  # what a result must have been fitted with to be reused
+
+
+def prepare(o: Options, group_weights: dict[str, float]) -> Setup:
+    """Load the checkpoint, its calibration and the face model, collect the images, check the output folder."""
+    from dcign.checkpoint import load_model, trained_method
+    from dcign.config import GROUPED_METHODS
+    from render.faces.loaders import load_face_model
+    from render.job import model_fingerprint
+
+    checkpoint, calibration = o.checkpoint, o.calibration
+    model, mcfg, info = load_model(checkpoint)
+    grouped = trained_method(info, checkpoint) in GROUPED_METHODS
+    if calibration is None:
+        calibration = C.default_calibration(checkpoint)
+    if calibration is None:
+        raise FitError(f"no eval/calibration/<model>.npz found above {checkpoint}; pass --calibration")
+    table = C.load(calibration, mcfg.latent)
+    faces = load_face_model(o.face_model)
+    items = collect(o.input_path, mcfg.resolution, o.resize, o.limit)
+    if len({it.name for it in items}) != len(items):
+        raise FitError(f"{o.input_path}: image names are not unique")
+    cfg = FitConfig(
+        budget=o.budget,
+        shape_components=min(o.shape_components, faces.n_shape),
+        albedo_components=min(o.albedo_components, faces.n_albedo),
+        seed=o.seed,
+        weights=group_weights if grouped else {},
+    ).validate()
+    if group_weights and not grouped:
+        print("note: the model has no latent groups; --weight is ignored", file=sys.stderr)
+    for sub in ("results", "images"):
+        check_writable(o.out_dir / sub, FitError)
+    key = {  # what a result must have been fitted with to be reused
+        "format": FORMAT,
+        "checkpoint": sha256_file(Path(checkpoint) / "model.safetensors" if checkpoint.is_dir() else checkpoint),
+        "calibration": sha256_file(calibration),
+        "face_model": model_fingerprint(faces),
+        "objectives": list(o.objectives),
+        "samples": o.samples,
+        **{k: v for k, v in asdict(cfg).items() if k != "seed"},
+        "seed": o.seed,
+    }
+    ranges = {f: table[f].range if f in table else DEFAULT_RANGES[f] for f in FACTORS}
+    space = SearchSpace(ranges, cfg.shape_components, cfg.albedo_components, cfg.coefficient_bound)
+    key = json.loads(json.dumps(key))  # as it reads back from a result file
+    return Setup(items, model, grouped, table, faces, cfg, space, key)
 
 
 def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
@@ -311,9 +318,11 @@ def parse_weights(items: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def run(items, model, table, faces, space, cfg, objectives, grouped, samples, key, out_dir, progress) -> None:
+def run(setup: Setup, o: Options) -> None:
+    """Fit every image not fitted yet with the same settings, writing each result as it is done; then the tables."""
     from tqdm import tqdm
 
+    items, key, cfg, out_dir = setup.items, setup.key, setup.cfg, o.out_dir
     results = []
     todo = []
     for it in items:
@@ -322,20 +331,20 @@ def run(items, model, table, faces, space, cfg, objectives, grouped, samples, ke
     if results:
         print(f"{len(results)} of {len(items)} images already fitted in {out_dir}; fitting the rest", file=sys.stderr)
     if todo:
-        with F.SceneRenderer(faces, model.config.resolution, samples) as render:
-            bar = tqdm(todo, desc="fit", unit="image", disable=not progress, file=sys.stderr)
+        with SceneRenderer(setup.faces, setup.model.config.resolution, o.samples) as render:
+            bar = tqdm(todo, desc="fit", unit="image", disable=not o.progress, file=sys.stderr)
             for it in bar:
                 if it.note:
                     tqdm.write(f"{it.source}: {it.note}", file=sys.stderr)
                 c = replace(cfg, seed=item_seed(cfg.seed, it.name))
-                fit = F.fit_image(it.image, model, table, render, space, c, objectives, grouped)
+                fit = fit_image(it.image, setup.model, setup.table, render, setup.space, c, o.objectives, setup.grouped)
                 result = {
                     "image": it.name,
                     "source": it.source,
                     "note": it.note,
                     "truth": it.truth,
-                    "rows": F.fit_rows(fit, it.image, it.truth),
-                    "trace": F.traces(fit),
+                    "rows": fit_rows(fit, it.image, it.truth),
+                    "trace": traces(fit),
                     "key": {**key, "image": sha256_bytes(it.image.tobytes())},
                 }
                 pictures = [it.image, fit.amortised_image, *(s.image for s in fit.searches.values())]
@@ -350,16 +359,7 @@ def run(items, model, table, faces, space, cfg, objectives, grouped, samples, ke
     order = {it.name: i for i, it in enumerate(items)}
     results.sort(key=lambda r: order[r["image"]])
     write_tables(out_dir, results)
-    print(f"{out_dir}: {len(results)} images fitted ({', '.join(objectives)}; budget {cfg.budget})", file=sys.stderr)
-
-
-def load_result(path: Path, key: dict) -> dict | None:
-    """A finished image's result, if it was fitted with the same settings (else it is fitted again)."""
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) and result.get("key") == key else None
+    print(f"{out_dir}: {len(results)} images fitted ({', '.join(o.objectives)}; budget {cfg.budget})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ import click
 import numpy as np
 import yaml
 
-from pipeline.experiments import ADDED_PARAMS, ExperimentsError, dig, replace_between
+from pipeline.markers import MarkerError, replace_between
+from pipeline.study.record import ADDED_PARAMS, dig
 from render.atomic import atomic_write_bytes
 from render.params import ParamsError, get, load_params
 from render.vocabulary import FACTORS
@@ -459,7 +460,7 @@ def table_cmd(params_path, runs_dir, doc, plot_path, record, from_record, speed_
     body += "\nRuns:\n\n" + sources(rows)
     try:
         new = replace_between(text, "baselines", body)
-    except ExperimentsError as e:
+    except MarkerError as e:
         raise BaselinesError(f"{doc}: {e.message}") from None
     atomic_write_bytes(doc, new.encode("utf-8"))
     plot(rows, plot_path)
@@ -495,7 +496,7 @@ def sweep_cmd(params_path, runs_dir, doc, plot_path, record, reference):
     body += "\nRuns: " + ", ".join(f"{p.run.name} (seed {p.run.seed})" for p in points) + ".\n"
     try:
         new = replace_between(text, "sweep", body)
-    except ExperimentsError as e:
+    except MarkerError as e:
         raise BaselinesError(f"{doc}: {e.message}") from None
     atomic_write_bytes(doc, new.encode("utf-8"))
     today = ", ".join(f"{k} {(params.get('train') or {}).get(k)}" for k in NETWORK)

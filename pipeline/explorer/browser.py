@@ -1,8 +1,8 @@
 """Drive the explorer in a real browser: headless Chromium through Selenium.
 
-The browser test (``tests/test_explore.py``) and README's screenshot use these helpers:
+The browser test (``tests/test_explore.py``) and the explorer's screenshot (docs/usage.md) use these helpers:
 
-``python -m pipeline.explore_screenshot --out docs/explorer.png``  (models/dcign, models/baseline, data/test)
+``python -m pipeline.explorer.browser --out docs/explorer.png``  (models/dcign, models/baseline, data/test)
 
 Chromium and its driver are Debian's packages ``chromium`` and ``chromium-driver``
 (``/usr/bin/chromium``, ``/usr/bin/chromedriver``); Selenium is pointed at them, so it never
@@ -74,7 +74,7 @@ def chrome(width: int = 1400, height: int = 1300):
 
 
 class Page:
-    """The explorer's page in a browser, found by the elem_ids that :func:`pipeline.explore.build_app` sets."""
+    """The explorer's page in a browser, found by the elem_ids that :func:`pipeline.explorer.page.layout` sets."""
 
     def __init__(self, driver, url: str, timeout: float = 60.0):
         self.driver, self.url, self.timeout = driver, url, timeout
@@ -177,7 +177,7 @@ def image_bytes(src: str) -> bytes:
         return r.read()
 
 
-# --- README's screenshot ---------------------------------------------------------------------------
+# --- the explorer's screenshot --------------------------------------------------------------------
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("models/dcign"), show_default=True)
 @click.option("--baseline", type=click.Path(path_type=Path), default=Path("models/baseline"), show_default=True)
@@ -190,18 +190,19 @@ def main(checkpoint, baseline, test_data, out, steps):
 
     from selenium.webdriver.common.keys import Keys
 
-    from pipeline import explore as E
+    from pipeline.explorer.explorer import log, opened
+    from pipeline.explorer.page import build_app, launch
 
     reason = missing_browser()
     if reason:
         raise click.ClickException(reason)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("explore_screenshot: %(message)s"))
-    E.log.addHandler(handler)
-    E.log.setLevel(logging.INFO)
-    with E.opened(checkpoint, None, baseline, None, test_data) as explorer:
-        demo = E.build_app(explorer)
-        url = E.launch(demo, port=free_port())
+    handler.setFormatter(logging.Formatter("pipeline.explorer.browser: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    with opened(checkpoint, None, baseline, None, test_data) as explorer:
+        demo = build_app(explorer)
+        url = launch(demo, port=free_port())
         try:
             with chrome() as driver:
                 page = Page(driver, url).open()

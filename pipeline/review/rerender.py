@@ -7,7 +7,7 @@ resolution, encoded; the latent group of every ``--set`` factor is replaced by t
 target angle, and the result is decoded and written (at the model's resolution, or ``--size``).
 
 The code for a target angle comes from the calibration that ``dcign-evaluate`` fits on the
-test sweeps and writes to ``eval/calibration/<model>.npz`` (see :mod:`pipeline.calibration`):
+test sweeps and writes to ``eval/calibration/<model>.npz`` (see :mod:`pipeline.evaluation.calibration`):
 the factor's latents (a DC-IGN's group, or a baseline's best single latent) are set to the
 calibrated code for that angle. The same calibration is what the evaluation's re-rendering
 score uses. Angles outside the calibrated range are refused: the model never saw them.
@@ -22,120 +22,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline import calibration as C
+from pipeline.evaluation import calibration as C
+from pipeline.images import ImageError, encode_image, read_image
 from render.atomic import atomic_write_bytes
-from render.vocabulary import FACTORS, GREY_WEIGHTS
+from render.vocabulary import FACTORS
 
 RANGE_TOL = 1e-6  # degrees; sweep angles are stored as float32
-MAX_IMAGE_PIXELS = 1 << 26  # 64 megapixels: larger than any camera's photo
 MAX_SIZE = 8192  # --size: the upscaled output, for viewing
 
 
 class RerenderError(ValueError):
-    """An image, calibration or edit that cannot be used (message names it)."""
-
-
-# --- image in / out --------------------------------------------------------------------------------
-def to_grey(image: np.ndarray) -> np.ndarray:
-    """Any OpenCV-decoded image (grey, BGR, BGRA; 8 or 16 bit) -> uint8 grey (H, W)."""
-    img = image.astype(np.float32)
-    if image.dtype == np.uint16:
-        img /= 257.0
-    elif image.dtype != np.uint8:
-        raise RerenderError(f"unsupported pixel type {image.dtype}")
-    if img.ndim == 3 and img.shape[2] == 4:  # transparent areas become black, like the renders' dark background
-        img = img[..., :3] * (img[..., 3:] / 255.0)
-    if img.ndim == 3 and img.shape[2] == 3:
-        img = img[..., ::-1] @ GREY_WEIGHTS  # OpenCV decodes BGR
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    elif img.ndim != 2:
-        raise RerenderError(f"unsupported image shape {image.shape}")
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-def declared_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height an image file's header declares, read before decoding.
-
-    (0, 0) when the format is unknown to Pillow; None when the header declares more pixels than
-    Pillow's own decompression-bomb limit (2 x 89 M, more than MAX_IMAGE_PIXELS too).
-
-    OpenCV allocates what the header declares: a few bytes claiming 60000 x 60000 would ask for
-    gigabytes, or fail deep inside OpenCV. Pillow reads only the header on open (PNG, JPEG, BMP,
-    TIFF, WebP, ...); a file it does not recognise is left to OpenCV.
-    """
-    import io
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                return im.size
-        except Image.DecompressionBombError:
-            return None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            return 0, 0
-
-
-def read_image(path: str | Path, resolution: int) -> np.ndarray:
-    """Read an image file -> uint8 grey (resolution, resolution), resized with INTER_AREA."""
-    return resize(decode_image(path), resolution)
-
-
-def resize(grey: np.ndarray, resolution: int) -> np.ndarray:
-    """uint8 grey (H, W) -> (resolution, resolution): INTER_AREA averages when shrinking.
-
-    Non-square images are stretched, as the model is square.
-    """
-    import cv2
-
-    if grey.shape == (resolution, resolution):
-        return grey
-    return cv2.resize(grey, (resolution, resolution), interpolation=cv2.INTER_AREA)
-
-
-def decode_image(path: str | Path) -> np.ndarray:
-    """Read an image file -> uint8 grey (H, W) at its own size; RerenderError naming the file if it is none."""
-    import cv2
-
-    path = Path(path)
-    if path.exists() and not path.is_file():  # a folder, or a named pipe that would block the read
-        raise RerenderError(f"{path}: not a regular file")
-    try:
-        data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
-    except OSError as e:
-        raise RerenderError(f"{path}: cannot read image ({e.strerror or e})") from None
-    size = declared_size(data.tobytes())
-    if size is None or size[0] * size[1] > MAX_IMAGE_PIXELS:
-        declared = "an image" if size is None else f"a {size[0]}x{size[1]} image"
-        raise RerenderError(f"{path}: {declared} larger than {MAX_IMAGE_PIXELS} pixels (no photo of a face is)")
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    except cv2.error as e:  # OpenCV's own limits (2^30 pixels) and corrupt streams
-        first = (str(e).strip().splitlines() or ["cv2.error"])[-1].strip()
-        raise RerenderError(f"{path}: not an image OpenCV can decode ({first[:120]})") from None
-    if image is None:
-        raise RerenderError(f"{path}: not an image OpenCV can decode")
-    try:
-        grey = to_grey(image)
-    except RerenderError as e:
-        raise RerenderError(f"{path}: {e}") from None
-    return grey
-
-
-def encode_image(image: np.ndarray, ext: str = ".png") -> bytes:
-    import cv2
-
-    try:
-        ok, buf = cv2.imencode(ext, image)
-    except cv2.error:  # no encoder for this extension
-        ok = False
-    if not ok:
-        raise RerenderError(f"OpenCV cannot write {ext} images")
-    return buf.tobytes()
+    """A calibration or edit that cannot be used (message names it)."""
 
 
 # --- editing ---------------------------------------------------------------------------------------
@@ -155,7 +52,7 @@ def rerender(model, image: np.ndarray, edits: dict[str, float], calibration: C.C
 
     Returns uint8 (R, R). Without edits this is the model's reconstruction of the image.
     """
-    from pipeline.encode import decode, encode
+    from pipeline.evaluation.encode import decode, encode
 
     r = model.config.resolution
     if image.shape != (r, r) or image.dtype != np.uint8:
@@ -193,21 +90,6 @@ def parse_edits(items: tuple[str, ...]) -> dict[str, float]:
             raise click.BadParameter(f"{name} is set twice", param_hint="--set")
         edits[name] = value
     return edits
-
-
-def default_calibration(checkpoint: Path) -> Path | None:
-    """``eval/calibration/<model dir name>.npz`` in the nearest ancestor of the checkpoint that has one.
-
-    ``models/dcign`` -> ``eval/calibration/dcign.npz``, as the DVC evaluate stage writes it.
-    """
-    ckpt = checkpoint.resolve()
-    model_dir = ckpt if ckpt.is_dir() else ckpt.parent
-    name = f"{model_dir.name}.npz"
-    for root in model_dir.parents:
-        candidate = root / "eval" / "calibration" / name
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -270,7 +152,7 @@ def main(checkpoint, image_path, sets, calibration, out_path, size):
         table: C.Calibration = {}
         if edits:
             if calibration is None:
-                calibration = default_calibration(checkpoint)
+                calibration = C.default_calibration(checkpoint)
             if calibration is None:
                 raise RerenderError(
                     f"no eval/calibration/{_model_name(checkpoint)}.npz found above {checkpoint}; "
@@ -284,7 +166,7 @@ def main(checkpoint, image_path, sets, calibration, out_path, size):
             out = cv2.resize(out, (size, size), interpolation=cv2.INTER_CUBIC)
         data = encode_image(out, out_path.suffix.lower() or ".png")
         atomic_write_bytes(out_path, data)
-    except (RerenderError, C.CalibrationError) as e:
+    except (RerenderError, ImageError, C.CalibrationError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"{e.filename or out_path}: {e.strerror or e}") from None

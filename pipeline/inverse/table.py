@@ -1,7 +1,7 @@
 """The inverse-graphics table of docs/results.md from the fit stage's ``eval/fit.json``.
 
-python -m pipeline.fit_report                  # rewrite docs/results.md between <!-- fit:start/end -->
-python -m pipeline.fit_report --check          # exit 1 when the document differs from eval/fit.json
+python -m pipeline.inverse.table              # rewrite docs/results.md between <!-- fit:start/end -->
+python -m pipeline.inverse.table --check      # exit 1 when the document differs from eval/fit.json
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.experiments import ExperimentsError, replace_between
+from pipeline.markers import MarkerError, replace_between
 from render.atomic import atomic_write_bytes
 from render.vocabulary import FACTORS
 
@@ -59,7 +59,7 @@ def main(metrics: Path, doc: Path, check: bool) -> None:
         raise click.ClickException(f"{getattr(e, 'filename', None) or metrics}: {e}") from None
     try:
         new = replace_between(text, "fit", table(summary))
-    except ExperimentsError as e:
+    except MarkerError as e:
         raise click.ClickException(f"{doc}: {e.message}") from None
     except (KeyError, TypeError) as e:
         raise click.ClickException(f"{metrics}: not a fit stage summary ({e})") from None

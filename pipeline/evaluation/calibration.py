@@ -17,6 +17,8 @@ never on the images that are later scored with it (the factor grid, the recognit
 A calibration file (``eval/calibration/<model>.npz``, written by ``dcign-evaluate``) holds per
 factor ``<f>_latents`` (int indices into the code), ``<f>_angles`` and ``<f>_codes`` (the
 forward table), ``<f>_inverse_code`` and ``<f>_inverse_angle`` (the inverse table).
+:func:`default_calibration` finds the file of a checkpoint; :func:`read_angles` reads a whole
+code's angles through it (``dcign-rerender``, ``dcign-fit`` and the explorer use both).
 """
 
 from __future__ import annotations
@@ -175,4 +177,35 @@ def load(path: str | Path, latent_dim: int | None = None) -> Calibration:
         out[f] = FactorCalibration(lat.astype(np.int64), ang, cod, ix, iy)
     if not out:
         raise CalibrationError(f"{path}: not a calibration file (no factor tables)")
+    return out
+
+
+def default_calibration(checkpoint: Path) -> Path | None:
+    """``eval/calibration/<model dir name>.npz`` in the nearest ancestor of the checkpoint that has one.
+
+    ``models/dcign`` -> ``eval/calibration/dcign.npz``, as the DVC evaluate stage writes it.
+    """
+    ckpt = checkpoint.resolve()
+    model_dir = ckpt if ckpt.is_dir() else ckpt.parent
+    name = f"{model_dir.name}.npz"
+    for root in model_dir.parents:
+        candidate = root / "eval" / "calibration" / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_angles(calibration: Calibration, mu: np.ndarray, default: dict | None = None) -> dict[str, float]:
+    """Angles (degrees) that a code's factor latents stand for, through the inverse calibration tables.
+
+    A factor without a calibration takes ``default[factor]`` (0 when not given).
+    """
+    mu = np.asarray(mu, dtype=np.float64).ravel()
+    out = {}
+    for f in FACTORS:
+        if f in calibration:
+            c = calibration[f]
+            out[f] = float(c.angle(mu[c.latents[0]]))
+        else:
+            out[f] = float((default or {}).get(f, 0.0))
     return out

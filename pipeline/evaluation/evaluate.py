@@ -1,7 +1,7 @@
 """``dcign-evaluate``: score trained models on held-out data and write metrics, latents and plots.
 
 The DVC ``evaluate`` stage. For every model (the DC-IGN and the entangled baseline) it encodes the
-test sweeps, the factor grid and the recognition set, scores them with :mod:`pipeline.scoring`,
+test sweeps, the factor grid and the recognition set, scores them with :mod:`pipeline.evaluation.scoring`,
 and writes into ``--out`` (each output complete in a scratch directory first, then renamed in):
 
 - ``metrics.json``: per model every score (``dvc metrics show`` reads it), and raw pixels'
@@ -30,10 +30,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline import calibration as C
-from pipeline import metrics as M
-from pipeline import scoring as S
-from pipeline.encode import decode, encode
+from pipeline.evaluation import calibration as C
+from pipeline.evaluation import metrics as M
+from pipeline.evaluation import scoring as S
+from pipeline.evaluation.encode import decode, encode
 from render.params import ParamsError, get, load_params, source
 from render.shards import RenderedDataset, ShardError, load_dataset, read_manifest
 from render.stopping import stop_on_signals
@@ -164,7 +164,7 @@ def evaluate(models: dict[str, Path], data: dict, out_dir: Path, cfg: S.EvalConf
     from tqdm import tqdm
 
     from dcign.checkpoint import load_model, trained_method
-    from pipeline import plots
+    from pipeline.evaluation import plots
 
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".partial")

@@ -11,7 +11,7 @@ The workspace side is whatever is checked out now (after ``dvc repro``); DVC rea
 metrics from git, and its DVC-cached outputs (the image plots) only if they are in the local
 cache or a remote: a missing revision is reported as DVC's warning, not as an error.
 
-Each headline figure's change (``pipeline.experiments.HEADLINE``, from ``dvc metrics diff --json``)
+Each headline figure's change (``pipeline.study.record.HEADLINE``, from ``dvc metrics diff --json``)
 is marked as within or beyond the spread over training seeds that the study's record
 (``--runs``, ``docs/experiments/runs.json``) holds for the base's settings: the newest group of
 recorded runs that differ from the base's ``params.yaml`` only in ``seed``. Two runs that differ
@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from pipeline.experiments import HEADLINE, IGNORED_PARAMS, OTHER_PIPELINES, RUNS, dig, flatten, load_runs, seed_groups
+from pipeline.study.record import HEADLINE, IGNORED_PARAMS, OTHER_PIPELINES, RUNS, dig, flatten, load_runs, seed_groups
 
 METRICS = "eval/metrics.json"  # the evaluation's metrics, where the headline figures are
 

@@ -4,14 +4,15 @@ The paper's second use of the learned code: a *summary statistic* for analysis-b
 A fit runs in two stages, the classic amortised-then-refined inverse graphics:
 
 1. **Amortised** (:func:`amortised`): encode the image once; read azimuth, elevation and light
-   off their latent groups through the calibration curves (:mod:`pipeline.calibration`, the
+   off their latent groups through the calibration curves (:mod:`pipeline.evaluation.calibration`, the
    monotone inverse tables fitted on the test sweeps) and keep the intrinsic code. The face
    starts as the model's mean face (coefficients 0): nothing maps the intrinsic code to the
    face model's coefficients.
 2. **Analysis-by-synthesis** (:func:`search`): starting there, CMA-ES proposes scenes (the three
    angles and the first ``shape_components`` shape and ``albedo_components`` albedo coefficients
-   of the face model), a renderer draws each proposal with one persistent Blender scene, and an
-   objective compares the render with the observed image:
+   of the face model), a renderer draws each proposal with one persistent Blender scene
+   (:class:`render.scene_renderer.SceneRenderer`), and an objective compares the render with
+   the observed image:
 
    - ``code``: the distance between the DC-IGN codes (posterior means) of render and image,
      per latent group the mean squared difference, weighted per group (default 1 each, so the
@@ -48,8 +49,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from pipeline import calibration as C
-from pipeline.encode import encode
+from pipeline.evaluation import calibration as C
+from pipeline.evaluation.encode import encode
+from render.scene_renderer import Scene
 from render.vocabulary import FACTORS
 
 OBJECTIVES = ("code", "pixel", "ssim")
@@ -93,26 +95,6 @@ class FitConfig:
         return self
 
 
-@dataclass(frozen=True)
-class Scene:
-    """What a render shows: angles in degrees, coefficients in units of std (the searched leading ones)."""
-
-    azimuth: float
-    elevation: float
-    light: float
-    shape: tuple[float, ...] = ()
-    albedo: tuple[float, ...] = ()
-
-    def as_dict(self) -> dict:
-        return {
-            "azimuth": float(self.azimuth),
-            "elevation": float(self.elevation),
-            "light": float(self.light),
-            "shape": [float(c) for c in self.shape],
-            "albedo": [float(c) for c in self.albedo],
-        }
-
-
 Render = Callable[[Sequence[Scene]], np.ndarray]  # scenes -> (n, R, R) uint8 grey images
 
 
@@ -125,26 +107,10 @@ class Amortised:
     intrinsic: np.ndarray  # the intrinsic group's part of mu (the whole code for a model without groups)
 
 
-def read_angles(calibration: C.Calibration, mu: np.ndarray, default: dict | None = None) -> dict[str, float]:
-    """Angles (degrees) that a code's factor latents stand for, through the inverse calibration tables.
-
-    A factor without a calibration takes ``default[factor]`` (0 when not given).
-    """
-    mu = np.asarray(mu, dtype=np.float64).ravel()
-    out = {}
-    for f in FACTORS:
-        if f in calibration:
-            c = calibration[f]
-            out[f] = float(c.angle(mu[c.latents[0]]))
-        else:
-            out[f] = float((default or {}).get(f, 0.0))
-    return out
-
-
 def amortised(model, calibration: C.Calibration, image: np.ndarray, grouped: bool = True) -> Amortised:
     """Encode a uint8 (R, R) image and read its scene off the code (the mean face, coefficients 0)."""
     mu, logvar = encode(model, np.asarray(image, dtype=np.uint8)[None])
-    angles = read_angles(calibration, mu[0])
+    angles = C.read_angles(calibration, mu[0])
     intrinsic = mu[0, model.groups["intrinsic"]] if grouped else mu[0]
     return Amortised(Scene(**angles), mu[0], logvar[0], intrinsic.copy())
 
@@ -185,7 +151,7 @@ class PixelObjective:
 
 
 class SSIMObjective:
-    """1 - SSIM (Gaussian-window SSIM of :mod:`pipeline.metrics.reconstruction`)."""
+    """1 - SSIM (Gaussian-window SSIM of :mod:`pipeline.evaluation.metrics.reconstruction`)."""
 
     name = "ssim"
 
@@ -193,7 +159,7 @@ class SSIMObjective:
         self.target = np.asarray(target, dtype=np.float64) / 255.0
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        from pipeline.metrics import ssim
+        from pipeline.evaluation.metrics import ssim
 
         x = np.asarray(images, dtype=np.float64) / 255.0
         return np.array([1.0 - ssim(im, self.target) for im in x])
@@ -413,47 +379,6 @@ def fit_image(
     return Fit(am, am_image, seconds, searches)
 
 
-# --- the renderer as a Render ----------------------------------------------------------------------
-class SceneRenderer:
-    """``Render`` for a face model: one persistent Blender scene (a :class:`render.renderer.Renderer`).
-
-    Searched coefficients fill the leading components; the others stay 0 (the mean). A mesh-folder
-    model has no coefficients: its first mesh is shown and only the angles can be searched.
-    """
-
-    def __init__(self, face_model, resolution: int, samples: int = 4, device: str = "cpu", threads: int = 1):
-        from render.renderer import Renderer, SceneSettings
-
-        self.face_model = face_model
-        self.renderer = Renderer(SceneSettings(resolution, samples, device, threads))
-        self.count = 0
-
-    def __enter__(self) -> SceneRenderer:
-        self.renderer.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.renderer.__exit__(*exc)
-
-    def __call__(self, scenes: Sequence[Scene]) -> np.ndarray:
-        m, n = self.face_model, len(scenes)
-        shape = np.zeros((n, m.n_shape), np.float32)
-        albedo = np.zeros((n, m.n_albedo), np.float32)
-        for i, s in enumerate(scenes):
-            k, j = min(len(s.shape), m.n_shape), min(len(s.albedo), m.n_albedo)
-            shape[i, :k], albedo[i, :j] = s.shape[:k], s.albedo[:j]
-        self.count += n
-        return self.renderer.render_faces(
-            m,
-            shape,
-            albedo,
-            np.array([s.azimuth for s in scenes], np.float32),
-            np.array([s.elevation for s in scenes], np.float32),
-            np.array([s.light for s in scenes], np.float32),
-            colour="grey",
-        )
-
-
 # --- what a fit reports ----------------------------------------------------------------------------
 def shape_correlation(recovered, true) -> float | None:
     """Pearson correlation of recovered vs true coefficients (the recovered ones' length); None if undefined."""
@@ -472,7 +397,7 @@ def fit_rows(fit: Fit, image: np.ndarray, truth: dict | None = None) -> list[dic
     With ``truth`` (azimuth, elevation, light, shape, albedo of a rendered image) each row also has
     the absolute angle errors (degrees) and the correlation of recovered and true shape coefficients.
     """
-    from pipeline.metrics import psnr, ssim
+    from pipeline.evaluation.metrics import psnr, ssim
 
     x = np.asarray(image, np.float64) / 255.0
     results = [("amortised", fit.amortised.scene, None, None, fit.amortised_image, 0, fit.amortised_seconds)]

@@ -11,22 +11,16 @@ intrinsic latents have sliders of their own, in units of the prior's standard de
 
 A face is a held-out test image (its scene, angles and face coefficients, is in its shard), a new
 face drawn from the face model and rendered, or an uploaded image (no scene known: no render).
-One persistent Blender scene (:class:`pipeline.fit.SceneRenderer`) lives in a worker process, so
-that Blender's single-threaded Python never runs inside the web server's threads and a crash
-there leaves the server up.
+One persistent Blender scene lives in a worker process (:mod:`.worker`).
 
-Pure functions and :class:`Explorer` need only the project's dependencies; :func:`build_app`
-imports Gradio (the ``explore`` extra) when it is called.
+This module needs only the project's dependencies; the page (:mod:`.page`) imports Gradio (the
+``explore`` extra) when it is built.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -34,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import calibration as C
-from pipeline.fit import Scene, SceneRenderer, read_angles
+from pipeline.evaluation import calibration as C
+from pipeline.explorer import ExploreError
+from pipeline.explorer.worker import BlenderWorker
+from render.scene_renderer import Scene
 from render.vocabulary import FACTORS
 
 log = logging.getLogger("dcign.explore")
@@ -44,20 +40,7 @@ N_INTRINSIC = 4  # intrinsic latents with a slider
 INTRINSIC_RANGE = 3.0  # their sliders span +- this many prior standard deviations
 DISPLAY = 256  # pixels of a shown image's side (nearest-neighbour enlargement)
 TRAVERSE_FRAMES = 12  # frames of a traversal
-RENDER_TIMEOUT = 120.0  # seconds before a render counts as lost (a dead worker never answers)
 TEST_SWEEPS = ("azimuth", "elevation", "light", "intrinsic")
-# Gradio phones home unless told not to (analytics, version checks); the Hugging Face client it
-# pulls in likewise. The machines this runs on may have no internet at all.
-OFFLINE_ENVIRONMENT = {
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "DO_NOT_TRACK": "1",
-}
-
-
-class ExploreError(ValueError):
-    """A model, face, upload or request the explorer cannot show (the message names it)."""
 
 
 # --- models ----------------------------------------------------------------------------------------
@@ -92,13 +75,12 @@ def load(checkpoint: str | Path, calibration: str | Path | None = None, name: st
     """
     from dcign.checkpoint import load_model, trained_method
     from dcign.config import GROUPED_METHODS
-    from pipeline.rerender import default_calibration
 
     checkpoint = Path(checkpoint)
     model, cfg, info = load_model(checkpoint)
     method = trained_method(info, checkpoint)
     if calibration is None:
-        calibration = default_calibration(checkpoint)
+        calibration = C.default_calibration(checkpoint)
         if calibration is None:
             raise ExploreError(
                 f"{checkpoint}: no eval/calibration/<model>.npz above it (dcign-evaluate writes one); "
@@ -154,7 +136,7 @@ def slider_code(mu: np.ndarray, calibration: C.Calibration, angles: dict, intrin
 
 def decode_code(model, code: np.ndarray) -> np.ndarray:
     """One code -> uint8 (R, R) image."""
-    from pipeline.encode import decode
+    from pipeline.evaluation.encode import decode
 
     out = decode(model, np.asarray(code, dtype=np.float32)[None])[0]
     return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
@@ -162,7 +144,7 @@ def decode_code(model, code: np.ndarray) -> np.ndarray:
 
 def encode_face(model, image: np.ndarray) -> np.ndarray:
     """uint8 (R, R) -> (D,) posterior mean."""
-    from pipeline.encode import encode
+    from pipeline.evaluation.encode import encode
 
     return encode(model, np.asarray(image, dtype=np.uint8)[None])[0][0]
 
@@ -189,7 +171,7 @@ def scene_label(scene: Scene) -> str:
 
 def compare(decoded: np.ndarray, rendered: np.ndarray) -> dict[str, float]:
     """PSNR (dB) and SSIM of the decoded image against the render, both in [0, 1]."""
-    from pipeline.metrics import psnr, ssim
+    from pipeline.evaluation.metrics import psnr, ssim
 
     x = np.asarray(decoded, np.float64) / 255.0
     y = np.asarray(rendered, np.float64) / 255.0
@@ -215,12 +197,12 @@ class Face:
 
 def read_upload(path: str | Path, resolution: int) -> Face:
     """An uploaded image file -> grey face at ``resolution`` (resized with a note); ExploreError if it is none."""
-    from pipeline.rerender import RerenderError, decode_image, resize
+    from pipeline.images import ImageError, decode_image, resize
 
     name = Path(path).name
     try:
         grey = decode_image(path)
-    except RerenderError as e:
+    except ImageError as e:
         raise ExploreError(f"upload {name}: {str(e).split(': ', 1)[-1]}") from None
     note = None
     if grey.shape != (resolution, resolution):
@@ -287,68 +269,6 @@ def random_scene(seed: int, face_model, ranges: dict, fraction: float = 0.6) -> 
         mid, half = (lo + hi) / 2.0, (hi - lo) / 2.0 * fraction
         angles[f] = float(rng.uniform(mid - half, mid + half))
     return Scene(**angles, shape=tuple(map(float, shape[0])), albedo=tuple(map(float, albedo[0])))
-
-
-# --- Blender in a worker process -------------------------------------------------------------------
-_scene_renderer: SceneRenderer | None = None  # inside the worker
-_start_error = "the Blender worker did not start"
-
-
-def _start_renderer(face_model: str, resolution: int, samples: int) -> None:
-    global _scene_renderer, _start_error
-    from multiprocessing.util import Finalize
-
-    from render.faces.loaders import load_face_model
-
-    try:
-        r = SceneRenderer(load_face_model(face_model), resolution, samples, threads=1)
-        _scene_renderer = r.__enter__()
-    except Exception as e:  # noqa: BLE001 - reported with each render request instead of respawning forever
-        _start_error = f"the Blender worker failed to start: {type(e).__name__}: {e}"
-        return
-    Finalize(_scene_renderer, _scene_renderer.__exit__, exitpriority=10)
-
-
-def _render_in_worker(scenes: list[Scene]) -> np.ndarray:
-    if _scene_renderer is None:
-        raise RuntimeError(_start_error)
-    return _scene_renderer(scenes)
-
-
-class BlenderWorker:
-    """One persistent Blender scene in a spawned process; ``render(scenes)`` -> (n, R, R) uint8."""
-
-    def __init__(self, face_model: str, resolution: int, samples: int):
-        self.args = (str(face_model), int(resolution), int(samples))
-        self.resolution, self.samples = int(resolution), int(samples)
-        self._stack = None
-        self._pool = None
-
-    def __enter__(self) -> BlenderWorker:
-        from render.pool import worker_pool
-
-        with contextlib.ExitStack() as stack:
-            self._pool = stack.enter_context(worker_pool(1, _start_renderer, self.args))
-            self._stack = stack.pop_all()
-        self.render([Scene(0.0, 0.0, 0.0)])  # start Blender now, not at the first slider move
-        return self
-
-    def __exit__(self, *exc) -> None:
-        stack, self._stack, self._pool = self._stack, None, None
-        if stack is not None:  # normally the worker finishes and closes Blender; after an error it is ended
-            stack.__exit__(*(exc or (None, None, None)))
-
-    def render(self, scenes: list[Scene]) -> np.ndarray:
-        import multiprocessing
-
-        if self._pool is None:
-            raise ExploreError("the Blender worker is not running")
-        try:
-            return self._pool.apply_async(_render_in_worker, (list(scenes),)).get(RENDER_TIMEOUT)
-        except multiprocessing.TimeoutError:
-            raise ExploreError(f"the Blender worker did not answer within {RENDER_TIMEOUT:g} s") from None
-        except RuntimeError as e:
-            raise ExploreError(str(e)) from None
 
 
 # --- one view --------------------------------------------------------------------------------------
@@ -436,7 +356,7 @@ class Explorer:
         if face.scene is not None:
             angles = {f: getattr(face.scene, f) for f in FACTORS}
         else:
-            angles = read_angles(lm.calibration, mu)
+            angles = C.read_angles(lm.calibration, mu)
         # to 0.1 degree, as the labels show them (a tenth of a degree moves no pixel of a 64x64 face)
         angles = {f: round(clamp_angle(lm.calibration[f], a), 1) for f, a in angles.items()}
         return {"angles": angles, "intrinsic": {i: round(float(mu[i]), 2) for i in lm.intrinsic}}
@@ -562,274 +482,3 @@ def write_gif(frames: list, path: str | Path, seconds_per_frame: float = 0.25) -
     path = Path(path)
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 * seconds_per_frame), loop=0)
     return path
-
-
-# --- the page --------------------------------------------------------------------------------------
-SHOWN_ERRORS: tuple = (ExploreError, C.CalibrationError)  # and CheckpointError, ShardError (added in build_app)
-
-
-def offline() -> None:
-    """Set the variables that keep Gradio and its Hugging Face client from reaching the internet."""
-    for k, v in OFFLINE_ENVIRONMENT.items():
-        os.environ.setdefault(k, v)
-
-
-def build_app(explorer: Explorer, title: str = "dcign explorer"):
-    """The Gradio page (a ``gr.Blocks``) over ``explorer``; launch it with :func:`launch`."""
-    offline()
-    import gradio as gr
-
-    from dcign.checkpoint import CheckpointError
-    from render.shards import ShardError
-
-    expected = (*SHOWN_ERRORS, CheckpointError, ShardError)
-    gif_dir = Path(tempfile.mkdtemp(prefix="dcign-explore-"))
-    atexit.register(shutil.rmtree, gif_dir, ignore_errors=True)
-    lm0 = explorer.model(None)
-    test_sweeps = list(explorer.test_faces.sets) if explorer.test_faces else []
-
-    def fail(e: Exception) -> str:
-        message = str(e)
-        log.warning("%s", message)
-        gr.Warning(message)
-        return message
-
-    # delete_cache: Gradio's copies of images, GIFs and uploads older than an hour go, hourly
-    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        state = gr.State(None)  # {"face": Face, "mu": {model name: code}}
-        gr.Markdown(
-            f"## {title}\nMove a latent: the model decodes the face (middle) and Blender renders the same face "
-            "at the slider's angles (right). Angles come from the calibration fitted on the test sweeps."
-        )
-        error = gr.Textbox(label="Message", elem_id="explore-error", interactive=False, lines=1)
-        with gr.Row():
-            with gr.Column(scale=1, min_width=280):
-                model_pick = gr.Dropdown(
-                    list(explorer.models), value=explorer.default, label="Model", elem_id="model", interactive=True
-                )
-                with gr.Tab("Test image"):
-                    sweep_pick = gr.Dropdown(
-                        test_sweeps, value=test_sweeps[0] if test_sweeps else None, label="Test sweep"
-                    )
-                    index_pick = gr.Number(0, label="Image index", precision=0, minimum=0)
-                    test_button = gr.Button("Show test image", elem_id="show-test", interactive=bool(test_sweeps))
-                with gr.Tab("Random face"):
-                    seed_pick = gr.Number(0, label="Seed", precision=0)
-                    random_button = gr.Button("New random face", elem_id="random-face")
-                with gr.Tab("Upload"):
-                    upload = gr.File(label="A face image (PNG/JPEG; resized to the model's resolution)")
-                with gr.Accordion("Another checkpoint", open=False, elem_id="another-checkpoint"):
-                    ckpt_path = gr.Textbox(label="Checkpoint folder", placeholder="models/x", elem_id="checkpoint-path")
-                    calib_path = gr.Textbox(label="Calibration (.npz; empty: eval/calibration/<model>.npz)")
-                    load_button = gr.Button("Load", elem_id="load-checkpoint")
-                face_info = gr.Markdown(elem_id="face-info")
-            with gr.Column(scale=2):
-                still = {"type": "numpy", "format": "png", "interactive": False}  # PNG: 4x faster to write than WebP
-                with gr.Row():
-                    shown_input = gr.Image(label="Face", elem_id="input-image", **still)
-                    decoded = gr.Image(label="Decoded", elem_id="decoded-image", **still)
-                    rendered = gr.Image(label="Blender render", elem_id="render-image", **still)
-                render_label = gr.Markdown(elem_id="render-label")
-                metrics = gr.Markdown(elem_id="metrics")
-                factor_sliders = []
-                for f in FACTORS:
-                    lo, hi = lm0.calibration[f].range
-                    label = slider_label(f, lm0.calibration[f])
-                    slider = gr.Slider(lo, hi, (lo + hi) / 2, step=0.5, label=label, elem_id=f"{f}-slider")
-                    factor_sliders.append(slider)
-                r = INTRINSIC_RANGE
-                intrinsic_sliders = [
-                    gr.Slider(-r, r, 0.0, step=0.05, label=f"intrinsic {k}", elem_id=f"intrinsic-{k}-slider")
-                    for k in range(N_INTRINSIC)
-                ]
-                code_text = gr.Textbox(label="Code", lines=4, interactive=False, elem_id="code")
-                with gr.Row():
-                    traverse_pick = gr.Dropdown(
-                        list(FACTORS) + [f"z{i}" for i in lm0.intrinsic], value=FACTORS[0], label="Traverse"
-                    )
-                    traverse_button = gr.Button("Traverse (GIF)", elem_id="traverse")
-                with gr.Row():
-                    traverse_image = gr.Image(
-                        label="Traversal: decoded | rendered", type="filepath", elem_id="traverse-image"
-                    )
-                    traverse_file = gr.File(label="Download", elem_id="traverse-file")
-        sliders = factor_sliders + intrinsic_sliders
-
-        def values(lm, raw) -> tuple[dict, dict]:
-            angles = {f: float(v if v is not None else 0.0) for f, v in zip(FACTORS, raw[:3], strict=True)}
-            intrinsic = {i: float(v or 0.0) for i, v in zip(lm.intrinsic, raw[3:], strict=False)}
-            return angles, intrinsic
-
-        def shown(view: View) -> tuple:
-            return (
-                enlarge(view.decoded),
-                None if view.rendered is None else enlarge(view.rendered),
-                view.render_label(),
-                view.metrics_label(),
-            )
-
-        def slider_updates(lm: LoadedModel, start: dict) -> list:
-            ups = []
-            for f in FACTORS:
-                cal = lm.calibration[f]
-                lo, hi = cal.range
-                ups.append(gr.Slider(lo, hi, start["angles"][f], label=slider_label(f, cal)))
-            for k in range(N_INTRINSIC):
-                if k < len(lm.intrinsic):
-                    i = lm.intrinsic[k]
-                    label = f"Intrinsic z{i} (prior std units)"
-                    ups.append(gr.Slider(value=start["intrinsic"][i], label=label, visible=True))
-                else:
-                    ups.append(gr.Slider(visible=False))
-            return ups
-
-        face_outputs = [error, state, shown_input, face_info, *sliders, decoded, rendered, render_label, metrics]
-        face_outputs += [code_text, traverse_pick]
-
-        def show(name: str, face: Face) -> list:
-            lm = explorer.model(name)
-            mu = explorer.encode(name, face)
-            start = explorer.start_values(name, face, mu)
-            view = explorer.view(name, face, mu, start["angles"], start["intrinsic"])
-            info = f"**{face.source}**"
-            if face.scene is not None:
-                info += f" — scene: {scene_label(face.scene)}"
-            read = read_angles(lm.calibration, mu)
-            reading = ", ".join(f"{f} {fmt_degrees(a)}" for f, a in read.items())
-            info += f"\n\n{lm.name} ({lm.method}) reads it as {reading}"
-            if face.note:
-                info += f"\n\n{face.note}"
-            new_state = {"face": face, "mu": {name: mu}}
-            choices = list(FACTORS) + [f"z{i}" for i in lm.intrinsic]
-            return [
-                face.note or "",
-                new_state,
-                enlarge(face.image),
-                info,
-                *slider_updates(lm, start),
-                *shown(view),
-                explorer.code_label(name, view.code),
-                gr.Dropdown(choices=choices, value=FACTORS[0]),
-            ]
-
-        def skip_face_outputs(message: str) -> list:
-            return [message] + [gr.skip()] * (len(face_outputs) - 1)
-
-        def on_start(name):
-            try:
-                if test_sweeps:
-                    try:
-                        return show(name, explorer.test_face(test_sweeps[0], 0))
-                    except ExploreError as e:  # e.g. test data at another resolution: say so, show a new face
-                        log.warning("%s", e)
-                return show(name, explorer.random_face(0))
-            except expected as e:
-                return skip_face_outputs(fail(e))
-
-        def on_test(name, sweep, index):
-            try:
-                return show(name, explorer.test_face(sweep, int(index or 0)))
-            except expected as e:
-                return skip_face_outputs(fail(e))
-
-        def on_random(name, seed):
-            try:
-                return show(name, explorer.random_face(int(seed or 0)))
-            except expected as e:
-                return skip_face_outputs(fail(e))
-
-        def on_upload(name, path):
-            if not path:
-                return skip_face_outputs("")
-            try:
-                return show(name, explorer.upload(path))
-            except expected as e:
-                return skip_face_outputs(fail(e))
-
-        def on_model(name, st):
-            if not st:
-                return skip_face_outputs("")
-            try:
-                return show(name, st["face"])
-            except expected as e:
-                return skip_face_outputs(fail(e))
-
-        def on_slide(name, st, *raw):
-            if not st or name not in st["mu"]:
-                return ["", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()]
-            try:
-                angles, intrinsic = values(explorer.model(name), raw)
-                view = explorer.view(name, st["face"], st["mu"][name], angles, intrinsic)
-                return ["", *shown(view), explorer.code_label(name, view.code)]
-            except expected as e:
-                return [fail(e), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()]
-
-        def on_traverse(name, st, which, *raw):
-            if not st or name not in st["mu"]:
-                return ["Pick a face first.", gr.skip(), gr.skip()]
-            try:
-                lm = explorer.model(name)
-                angles, intrinsic = values(lm, raw)
-                frames = explorer.traverse(name, st["face"], st["mu"][name], angles, intrinsic, which)
-                path = gif_dir / f"traverse-{lm.name}-{which}-{time.strftime('%H%M%S')}.gif"
-                write_gif(frames, path)
-                return ["", str(path), str(path)]
-            except expected as e:
-                return [fail(e), gr.skip(), gr.skip()]
-
-        def on_load(path, calib, st):
-            try:
-                if not (path or "").strip():
-                    raise ExploreError("name a checkpoint folder to load")
-                lm = load(path.strip(), (calib or "").strip() or None)
-                name = explorer.add(lm)
-                log.info("loaded %s (%s) as %s", path, lm.method, name)
-                pick = gr.Dropdown(choices=list(explorer.models), value=name)
-                loaded = f"Loaded {path} as {name}."
-                if not st:
-                    return [loaded] + [gr.skip()] * (len(face_outputs) - 1) + [pick]
-                return [loaded, *show(name, st["face"])[1:], pick]
-            except expected as e:
-                return skip_face_outputs(fail(e)) + [gr.skip()]
-
-        demo.load(on_start, [model_pick], face_outputs)
-        test_button.click(on_test, [model_pick, sweep_pick, index_pick], face_outputs)
-        random_button.click(on_random, [model_pick, seed_pick], face_outputs)
-        upload.upload(on_upload, [model_pick, upload], face_outputs)
-        model_pick.input(on_model, [model_pick, state], face_outputs)
-        # Only moves by the user (.input), not the values a new face sets; the newest move wins.
-        gr.on(
-            [s.input for s in sliders],
-            on_slide,
-            [model_pick, state, *sliders],
-            [error, decoded, rendered, render_label, metrics, code_text],
-            trigger_mode="always_last",
-            show_progress="hidden",
-            api_name="move",
-        )
-        traverse_inputs = [model_pick, state, traverse_pick, *sliders]
-        traverse_button.click(on_traverse, traverse_inputs, [error, traverse_image, traverse_file])
-        load_button.click(on_load, [ckpt_path, calib_path, state], [*face_outputs, model_pick])
-    return demo
-
-
-def launch(demo, host: str = "127.0.0.1", port: int = 7860, quiet: bool = True) -> str:
-    """Start serving in background threads (no share link, no analytics); return the local URL."""
-    import gradio as gr
-
-    system = ["ui-sans-serif", "system-ui", "sans-serif"]  # no web fonts: the page must load offline
-    theme = gr.themes.Default(font=system, font_mono=["ui-monospace", "monospace"])
-    demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(
-        server_name=host,
-        server_port=int(port),
-        share=False,
-        prevent_thread_lock=True,
-        quiet=quiet,
-        ssr_mode=False,
-        mcp_server=False,
-        pwa=False,
-        footer_links=[],
-        theme=theme,
-    )
-    return url

@@ -6,7 +6,7 @@
 Loads the checkpoint and its calibration (``eval/calibration/<model dir>.npz`` above it, as
 ``dcign-evaluate`` writes it), the baseline beside it when there is one, the held-out test
 sweeps, the face model and one Blender scene in a worker process, then serves the page of
-:mod:`pipeline.explore` on ``--host``:``--port`` and prints its URL. Nothing is shared on the
+:mod:`pipeline.explorer.page` on ``--host``:``--port`` and prints its URL. Nothing is shared on the
 internet and Gradio's analytics are off. A checkpoint, calibration, face model or test folder
 that cannot be used stops the command with one line naming the file.
 """
@@ -21,8 +21,10 @@ from pathlib import Path
 
 import click
 
-from pipeline import explore as E
-from pipeline.calibration import CalibrationError
+from pipeline.evaluation.calibration import CalibrationError
+from pipeline.explorer import ExploreError
+from pipeline.explorer.explorer import log, opened
+from pipeline.explorer.page import build_app, launch
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,10 +91,10 @@ def main(
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("dcign-explore: %(message)s"))
-    E.log.addHandler(handler)
-    E.log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
-        with E.opened(
+        with opened(
             checkpoint,
             calibration,
             baseline,
@@ -105,8 +107,8 @@ def main(
             import torch
 
             torch.set_num_threads(1)  # one image per request: more threads only contend with the Blender worker
-            demo = E.build_app(explorer)
-            url = E.launch(demo, host, port)
+            demo = build_app(explorer)
+            url = launch(demo, host, port)
             names = ", ".join(f"{m.name} ({m.method})" for m in explorer.models.values())
             click.echo(f"dcign-explore: {names} on {url} (Ctrl-C to stop)")
             signal.signal(signal.SIGTERM, _interrupt)  # a kill stops Blender and the server as Ctrl-C does
@@ -114,12 +116,12 @@ def main(
                 demo.block_thread()
             finally:
                 demo.close()
-    except (E.ExploreError, CalibrationError, CheckpointError, FaceModelError, ShardError) as e:
+    except (ExploreError, CalibrationError, CheckpointError, FaceModelError, ShardError) as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:  # e.g. the port is taken
         raise click.ClickException(f"{e.filename or f'{host}:{port}'}: {e.strerror or e}") from None
     finally:
-        E.log.removeHandler(handler)
+        log.removeHandler(handler)
 
 
 def port_problem(host: str, port: int) -> str | None:

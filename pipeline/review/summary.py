@@ -3,7 +3,7 @@
     dcign-summary metrics [eval/metrics.json]   # after dvc repro: DC-IGN, entangled VAE, raw pixels
     dcign-summary exp [--limit 4]               # after dvc exp run: changed params and headline metrics
 
-The figures are the study's headline (``pipeline.experiments.HEADLINE``); ``dvc metrics show`` and
+The figures are the study's headline (``pipeline.study.record.HEADLINE``); ``dvc metrics show`` and
 ``dvc exp show`` still print everything.
 """
 
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import click
 
-from pipeline.experiments import HEADLINE, IGNORED_PARAMS, RESULTS_ROWS, dig, flatten
+from pipeline.study.record import HEADLINE, IGNORED_PARAMS, RESULTS_ROWS, dig, flatten
 
 METRICS = Path("eval/metrics.json")
 WIDTH = 100  # columns of the terminal the tables must fit
 MODELS = (("dcign", "DC-IGN"), ("baseline", "entangled VAE"), ("pixels", "raw pixels"))
-# README's result rows whose DC-IGN figure is a headline one: each with the baseline's and the pixels'.
+# The result rows (docs/results.md) whose DC-IGN figure is a headline one: each with the baseline's and the pixels'.
 ROWS = tuple(row for row in RESULTS_ROWS if ("dcign", row[1]) in {(m, p) for _, m, p in HEADLINE})
 
 
