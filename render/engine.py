@@ -45,12 +45,20 @@ def render_sweep(
     t_start, started_at = time.perf_counter(), time.time()
     job.validate()
     out_dir = Path(out_dir)
+    refused = False
     try:
         with removed_if_failed_empty(out_dir):
             return _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at)
+    except AlreadyRendering:
+        refused = True  # the folder is another live run's: its temporaries are not stale
+        raise
     finally:  # also when this run fails: the temporaries of an earlier, killed run
-        if out_dir.is_dir():
+        if out_dir.is_dir() and not refused:
             remove_stale_temporaries(out_dir, before=started_at)
+
+
+class AlreadyRendering(ShardError):
+    """Another live process holds this sweep's (or part's) lock on the folder."""
 
 
 @contextlib.contextmanager
@@ -70,7 +78,8 @@ def _part_lock(out_dir: Path, shard: tuple[int, int]):
             raise
         part = "" if shard == (0, 1) else f" (part {shard[0]}/{shard[1]})"
         who = f"process {e.pid}" if e.pid is not None else "another process"
-        raise ShardError(f"{out_dir}: {who} is already rendering this sweep{part} here; wait for it to end") from None
+        message = f"{out_dir}: {who} is already rendering this sweep{part} here; wait for it to end"
+        raise AlreadyRendering(message) from None
 
 
 def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at) -> dict:
