@@ -45,20 +45,8 @@ def render_sweep(
     t_start, started_at = time.perf_counter(), time.time()
     job.validate()
     out_dir = Path(out_dir)
-    refused = False
-    try:
-        with removed_if_failed_empty(out_dir):
-            return _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at)
-    except AlreadyRendering:
-        refused = True  # the folder is another live run's: its temporaries are not stale
-        raise
-    finally:  # also when this run fails: the temporaries of an earlier, killed run
-        if out_dir.is_dir() and not refused:
-            remove_stale_temporaries(out_dir, before=started_at)
-
-
-class AlreadyRendering(ShardError):
-    """Another live process holds this sweep's (or part's) lock on the folder."""
+    with removed_if_failed_empty(out_dir):
+        return _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at)
 
 
 @contextlib.contextmanager
@@ -78,8 +66,7 @@ def _part_lock(out_dir: Path, shard: tuple[int, int]):
             raise
         part = "" if shard == (0, 1) else f" (part {shard[0]}/{shard[1]})"
         who = f"process {e.pid}" if e.pid is not None else "another process"
-        message = f"{out_dir}: {who} is already rendering this sweep{part} here; wait for it to end"
-        raise AlreadyRendering(message) from None
+        raise ShardError(f"{out_dir}: {who} is already rendering this sweep{part} here; wait for it to end") from None
 
 
 def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at) -> dict:
@@ -87,7 +74,11 @@ def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start
     config = job_config(job, model_fingerprint(model))
     check_writable(out_dir, ShardError)
     with _part_lock(out_dir, shard):
-        return _render_locked(job, out_dir, workers, shard, progress, restart_every, t_start, config)
+        try:
+            return _render_locked(job, out_dir, workers, shard, progress, restart_every, t_start, config)
+        finally:  # also when this run fails: the temporaries of an earlier, killed run. Only under the
+            # lock: a run refused by it must not take a held run's temporary files for stale ones.
+            remove_stale_temporaries(out_dir, before=started_at)
 
 
 def _render_locked(job, out_dir, workers, shard, progress, restart_every, t_start, config) -> dict:
