@@ -64,14 +64,9 @@ class TrainingData:
         return x, torch.from_numpy(slot.eps).to(device, non_blocking=True)
 
 
-def fetch_permutation(slot: Slot, device: torch.device) -> torch.Tensor | None:
-    """The slot's (B, D) per-dimension permutation on ``device``, or None."""
-    return None if slot.perm is None else torch.from_numpy(slot.perm).to(device)
-
-
-def fetch_partner(slot: Slot, device: torch.device) -> torch.Tensor | None:
-    """The slot's (B,) swap partners on ``device``, or None."""
-    return None if slot.partner is None else torch.from_numpy(slot.partner).to(device)
+def fetch_optional(array: np.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    """A slot's optional index array (``perm``, ``partner``) on ``device``, or None."""
+    return None if array is None else torch.from_numpy(array).to(device)
 
 
 class Schedule:

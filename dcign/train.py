@@ -35,7 +35,7 @@ from dcign.checkpoint import (
     save_checkpoint,
 )
 from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
-from dcign.data import Schedule, fetch_partner, fetch_permutation, load_training_data
+from dcign.data import Schedule, fetch_optional, load_training_data
 from dcign.model import DCIGN, loss_terms, reconstruction_nll
 from dcign.objectives import DISCRIMINATOR_BETAS, Discriminator, discriminator_loss, permute_dims, regulariser
 from render.atomic import check_writable, removed_if_failed_empty
@@ -435,7 +435,7 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         batches: list[Batch] = []
         for s in slots:
             x, eps = data.fetch(s, device, cfg.channels_last)
-            batches.append((x, eps, s.active, fetch_permutation(s, device), fetch_partner(s, device)))
+            batches.append((x, eps, s.active, fetch_optional(s.perm, device), fetch_optional(s.partner, device)))
         t1 = time.perf_counter()
 
         # ---- compute: forward (clamped), backward, all-reduce, update unless non-finite
