@@ -60,6 +60,14 @@ def test_results_tables_and_the_headline_are_the_records():
     assert section(README.read_text(), "headline") == E.headline_table(runs, names, E.RESULTS_DOC)
 
 
+def test_full_profile_table_is_the_record():
+    """README's full-profile table, as `dcign-experiments profile` writes it from the runs its note names."""
+    text = section(README.read_text(), "full-profile")
+    full, default = (m.split(", ") for m in re.findall(r"\d+ runs? \(([^;]+);", text))
+    assert full[0].startswith("full-") and default[0].startswith("c09-")
+    assert text == E.profile_table(E.load_runs(ROOT / E.RUNS), full, default)
+
+
 def test_study_tables_are_the_record():
     """docs/experiments.md's runs and seeds tables, as `dcign-experiments report` writes them."""
     doc = (ROOT / E.DOC).read_text()

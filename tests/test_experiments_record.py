@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from pipeline.study import experiments as E
@@ -102,3 +103,69 @@ def test_compare_command_errors_are_one_line(tmp_path):
     assert r.exit_code == 1 and r.output.strip() == "Error: not in the record: nope"
     r = CliRunner().invoke(E.main, ["compare", str(good), *SEEDS, "--runs", str(RECORD)])
     assert r.exit_code == 0 and r.output.rstrip().endswith("would be (p >= 0.05)")
+
+
+FULL_S0 = RECORD.parent / "full-s0"  # the full profile's seed 0: params, evaluation and dvclive logs of its trainings
+
+
+def _add(runs: Path, *extra: str, metrics: Path = FULL_S0 / "metrics.json"):
+    args = ["add", "full-s0", "--params", str(FULL_S0 / "params.yaml"), "--metrics", str(metrics)]
+    args += ["--train", f"dcign={FULL_S0 / 'dvclive-dcign'}", "--train", f"baseline={FULL_S0 / 'dvclive-baseline'}"]
+    return CliRunner().invoke(E.main, [*args, "--runs", str(runs), *extra])
+
+
+def test_add_records_a_hand_run_as_the_committed_record_has_it(tmp_path):
+    """`dcign-experiments add` on the files of full-s0 (written by dcign-train and dcign-evaluate) gives the
+    record's entry: the same fields as `collect` takes from `dvc exp show`, the training summaries included."""
+    committed = json.loads(RECORD.read_text())["full-s0"]
+    runs = tmp_path / "runs.json"
+    r = _add(runs, "--rev", committed["rev"], "--timestamp", committed["timestamp"])
+    assert r.exit_code == 0 and r.output.strip() == f"{runs}: added full-s0"
+    assert json.loads(runs.read_text()) == {"full-s0": committed}
+    assert committed["train"]["dcign"]["images_per_s"] > 100 and committed["params"]["train.decoder_steps"] == 6000
+    assert set(committed) == set(json.loads(RECORD.read_text())["c09-fused-s0"])  # as collect writes a run
+    r = _add(runs, "--rev", "x")  # a second time: said, not silent
+    assert r.exit_code == 0 and r.output.strip() == f"{runs}: replaced full-s0"
+    assert json.loads(runs.read_text())["full-s0"]["rev"] == "x"
+
+
+def test_add_errors_name_the_file_or_option_and_write_nothing(tmp_path):
+    runs = tmp_path / "runs.json"
+    bad = tmp_path / "metrics.json"
+    bad.write_text(json.dumps({"baseline": {}}))
+    r = _add(runs, metrics=bad)
+    assert r.exit_code == 1 and r.output.strip() == f"Error: {bad}: no 'dcign' section (write it with dcign-evaluate)"
+    r = _add(runs, metrics=tmp_path / "missing.json")
+    assert r.exit_code == 1 and f"{tmp_path / 'missing.json'}: not a readable metrics file" in r.output
+    r = _add(runs, "--train", "vae=somewhere")
+    assert r.exit_code == 2 and "'--train'" in r.output and "dcign=DIR or baseline=DIR" in r.output
+    r = _add(runs, "--timestamp", "yesterday")
+    assert r.exit_code == 2 and "'--timestamp'" in r.output
+    assert not runs.exists()
+
+
+def test_profile_table_is_mean_and_sd_of_each_set_of_seeds():
+    """Each cell of the full-profile table is its runs' mean ± sample std (one run: its value alone), and
+    rows without a VAE figure (pixels, returning the input) leave that cell empty."""
+    runs = R.load_runs(RECORD)
+    default = ["c09-fused-s0", "c09-fused-s1", "c09-fused-s2", "c09-fused-s3"]
+    full = ["full-s0"]
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1:]
+        for line in E.profile_table(runs, full, default).splitlines()[2:18]
+    }
+    psnr = [runs[n]["metrics"]["dcign"]["reconstruction"]["psnr"] for n in default]
+    assert rows["reconstruction PSNR, dB (test sweeps)"][0] == f"{np.mean(psnr):.2f} ± {np.std(psnr, ddof=1):.2f}"
+    assert (
+        rows["reconstruction PSNR, dB (test sweeps)"][1]
+        == f"{runs['full-s0']['metrics']['dcign']['reconstruction']['psnr']:.2f}"
+    )
+    edit = runs["full-s0"]["metrics"]["baseline"]["rerender"]["light"]["edit"]["identity"]
+    assert rows["light edit: identity kept"][2] == f"{edit:.3f} |"
+    assert rows["the same, raw pixels"][2] == " |" and rows["azimuth: identity kept by returning the input"][2] == " |"
+    assert len(rows) == len(E.PROFILE_ROWS)
+    # two seeds of the profile: a spread of its own
+    two = E.profile_table({**runs, "full-s9": runs["c09-fused-s1"]}, ["full-s0", "full-s9"], default)
+    assert "DC-IGN, full profile (2 seeds)" in two and "2 runs (full-s0, full-s9; seeds 0, 1;" in two
+    with pytest.raises(E.ExperimentsError, match="not in the record: full-s8"):
+        E.profile_table(runs, ["full-s8"], default)

@@ -12,6 +12,9 @@ seed summary (mean ± std of runs that differ only in ``seed``) and a plot of th
     dcign-experiments seeds                        # print mean ± std over runs that differ only in seed
     dcign-experiments readme NAME...               # docs/results.md's results and targets tables, README's headline
     dcign-experiments compare eval/metrics.json NAME...   # one evaluation against the named runs' spread
+    dcign-experiments add NAME --params P --metrics M --train dcign=DIR --train baseline=DIR
+                                                   # a run made outside `dvc exp` (stage commands by hand)
+    dcign-experiments profile NAME... --default NAME...    # README's full-profile table against the default
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
 import numpy as np
+import yaml
 from scipy import stats
 
 from pipeline.markers import MarkerError, replace_between
@@ -64,13 +69,12 @@ def parse_exp_show(rows: list) -> dict[str, dict]:
                 m: (data["metrics"].get(f"dvclive/{m}/metrics.json") or {}).get("data", {})
                 for m in ("dcign", "baseline")
             }
-            keep = ("images_per_s", "elapsed_s", "final_kl")
             found[name] = {
                 "rev": data.get("rev") or entry.get("rev"),
                 "timestamp": data.get("timestamp"),
                 "params": flatten(params),
                 "metrics": metrics,
-                "train": {m: {k: t.get(k) for k in keep} for m, t in train.items()},
+                "train": {m: {k: t.get(k) for k in TRAIN_KEYS} for m, t in train.items()},
             }
 
     for row in rows:  # a row is a base commit (or the workspace); its experiments hang below it
@@ -81,6 +85,37 @@ def parse_exp_show(rows: list) -> dict[str, dict]:
             for rev in exp.get("revs") or []:
                 visit({**rev, "name": rev.get("name") or exp.get("name")})
     return found
+
+
+TRAIN_KEYS = ("images_per_s", "elapsed_s", "final_kl")  # what the record keeps of a training's dvclive summary
+
+
+def _read_mapping(path: Path, what: str, loader) -> dict:
+    try:
+        data = loader(Path(path).read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ExperimentsError(f"{path}: not a readable {what} ({getattr(e, 'strerror', None) or e})") from None
+    if not isinstance(data, dict):
+        raise ExperimentsError(f"{path}: not a readable {what} (expected a mapping)")
+    return data
+
+
+def hand_run(params: Path, metrics: Path, train: dict[str, Path], rev: str, timestamp: str) -> dict:
+    """The record of a run made outside ``dvc exp`` (the stage commands run by hand, e.g. two trainings
+    side by side): the same fields ``collect`` takes from ``dvc exp show``, read from the run's files —
+    the params file it ran with, the evaluation's metrics.json and each training's dvclive directory."""
+    p = _read_mapping(params, "params file", yaml.safe_load)
+    m = _read_mapping(metrics, "metrics file", json.loads)
+    if "dcign" not in m:
+        raise ExperimentsError(f"{metrics}: no 'dcign' section (write it with dcign-evaluate)")
+    logs = {model: _read_mapping(Path(d) / "metrics.json", "dvclive summary", json.loads) for model, d in train.items()}
+    return {
+        "rev": rev,
+        "timestamp": timestamp,
+        "params": flatten(p),
+        "metrics": m,
+        "train": {model: {k: t.get(k) for k in TRAIN_KEYS} for model, t in logs.items()},
+    }
 
 
 def collect(runs_path: Path, cwd: Path = Path(".")) -> dict:
@@ -186,6 +221,10 @@ def _mean_sd(runs: dict, names: list[str], model: str, path: str | None) -> str:
     return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f}"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _note(runs: dict, names: list[str]) -> str:
     """The runs behind a table: names, seeds, steps, training speed and the dates they were recorded."""
     seeds = ", ".join(str(runs[n]["params"].get("seed")) for n in names)
@@ -193,7 +232,8 @@ def _note(runs: dict, names: list[str]) -> str:
     speed = [runs[n].get("train", {}).get("dcign", {}).get("images_per_s") for n in names]
     speed = [s for s in speed if s]
     dates = sorted({str(t)[:10] for n in names if (t := runs[n].get("timestamp"))})
-    note = f"{len(names)} runs ({', '.join(names)}; seeds {seeds}; {'/'.join(steps)} steps"
+    label = "seed" if len(names) == 1 else "seeds"
+    note = f"{_count(len(names), 'run')} ({', '.join(names)}; {label} {seeds}; {'/'.join(steps)} steps"
     if speed:
         note += f"; DC-IGN training {np.mean(speed):.0f} img/s on one thread"
     if dates:
@@ -220,6 +260,62 @@ def headline_table(runs: dict, names: list[str], full: Path = RESULTS_DOC) -> st
     """README's headline: the rows of ``HEADLINE_ROWS`` over the named runs, pointing at the full tables."""
     body = results_table(runs, names, HEADLINE_ROWS).split("\n\n*", 1)[0]
     return f"{body}\n\n*{_note(runs, names)}: mean ± sample standard deviation. Every figure: [{full}]({full}).*\n"
+
+
+# README's full-profile table: (label, (model, path) of the default's DC-IGN, of the profile's DC-IGN, of its
+# VAE); None leaves a cell empty.
+PROFILE_ROWS = (
+    (
+        "reconstruction PSNR, dB (test sweeps)",
+        *(("dcign", "reconstruction.psnr"),) * 2,
+        ("baseline", "reconstruction.psnr"),
+    ),
+    *(
+        (f"\\|corr\\| {f}", *((m, f"factors.{f}.abs_pearson") for m in ("dcign", "dcign", "baseline")))
+        for f in ("azimuth", "elevation", "light")
+    ),
+    ("continuous MIG", *((m, "disentanglement.mig_continuous") for m in ("dcign", "dcign", "baseline"))),
+    (
+        "recognition across pose, rank-1",
+        *(("dcign", "recognition.intrinsic.identification.top1"),) * 2,
+        ("baseline", "recognition.whole.identification.top1"),
+    ),
+    ("the same, raw pixels", *(("pixels", "recognition.whole.identification.top1"),) * 2, None),
+    *(
+        row
+        for f in ("azimuth", "elevation", "light")
+        for row in (
+            (f"{f} edit: identity kept", *((m, f"rerender.{f}.edit.identity") for m in ("dcign", "dcign", "baseline"))),
+            (f"{f}: identity kept by returning the input", *(("dcign", f"rerender.{f}.input.identity"),) * 2, None),
+            (
+                f"{f}: identity of decode(µ) of the true target",
+                *((m, f"rerender.{f}.truth_code.identity") for m in ("dcign", "dcign", "baseline")),
+            ),
+        )
+    ),
+)
+
+
+def profile_table(runs: dict, names: list[str], default: list[str]) -> str:
+    """README's full-profile table: the default's DC-IGN (runs ``default``) beside the profile's DC-IGN and
+    entangled VAE (runs ``names``), mean ± sample std over each set of seeds."""
+    _require(runs, [*names, *default])
+    head = (
+        f"| metric | DC-IGN, default ({_count(len(default), 'seed')}) | DC-IGN, full profile "
+        f"({_count(len(names), 'seed')}) | entangled VAE, full profile ({_count(len(names), 'seed')}) |"
+    )
+    lines = [head, "|---|---|---|---|"]
+    for label, *cols in PROFILE_ROWS:
+        cells = (
+            "" if col is None else _mean_sd(runs, group, *col)
+            for col, group in zip(cols, (default, names, names), strict=True)
+        )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    note = (
+        f"\n\n*Full profile: {_note(runs, names)}; default: {_note(runs, default)}. Mean ± sample standard "
+        "deviation over the seeds; every run's figures in docs/experiments/runs.json.*\n"
+    )
+    return "\n".join(lines) + note
 
 
 def compare_table(metrics: dict, runs: dict, names: list[str]) -> tuple[str, int, int]:
@@ -504,6 +600,93 @@ def compare_cmd(metrics_file, names, runs_path):
         raise ExperimentsError(f"{metrics_file}: no 'dcign' section (write it with dcign-evaluate)")
     body, n_ok, n_all = compare_table(metrics, load_runs(runs_path), list(names))
     click.echo(body + f"\n{n_ok} of {n_all} figures where one more run of {', '.join(names)} would be (p >= 0.05)")
+
+
+def _git_head() -> str:
+    r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def _model_dir(value: str) -> tuple[str, Path]:
+    model, sep, d = value.partition("=")
+    if not sep or model not in ("dcign", "baseline") or not d:
+        raise click.BadParameter(f"expected dcign=DIR or baseline=DIR, got {value!r}", param_hint="'--train'")
+    return model, Path(d)
+
+
+@main.command("add")
+@click.argument("name")
+@click.option(
+    "--params",
+    "params_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="the params file the run used",
+)
+@click.option(
+    "--metrics",
+    "metrics_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="its evaluation (dcign-evaluate's metrics.json)",
+)
+@click.option(
+    "--train",
+    "train_dirs",
+    multiple=True,
+    metavar="MODEL=DIR",
+    help="a training's dvclive directory: dcign=DIR, baseline=DIR",
+)
+@click.option("--rev", default=None, help="the commit of the code it ran (default: HEAD)")
+@click.option("--timestamp", default=None, help="when it finished, ISO 8601 (default: now)")
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+def add_cmd(name, params_path, metrics_path, train_dirs, rev, timestamp, runs_path):
+    """Record a run made outside `dvc exp` (the stage commands run by hand) under NAME, from its files."""
+    train = dict(_model_dir(v) for v in train_dirs)
+    if timestamp is not None:
+        try:
+            datetime.fromisoformat(timestamp)
+        except ValueError:
+            raise click.BadParameter(f"not an ISO 8601 time: {timestamp!r}", param_hint="'--timestamp'") from None
+    run = hand_run(
+        params_path,
+        metrics_path,
+        train,
+        rev if rev is not None else _git_head(),
+        timestamp or datetime.now().isoformat(timespec="seconds"),
+    )
+    record = read_record(runs_path) if runs_path.exists() else {}
+    replaced = name in record
+    record[name] = run
+    runs_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(runs_path, record)
+    click.echo(f"{runs_path}: {'replaced' if replaced else 'added'} {name}")
+
+
+@main.command("profile")
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "--default",
+    "default",
+    multiple=True,
+    required=True,
+    metavar="NAME",
+    help="a run of the default profile to compare with (repeat for its seeds)",
+)
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False, path_type=Path), default=RUNS, show_default=True)
+@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=Path("README.md"), show_default=True)
+def profile_cmd(names, default, runs_path, readme):
+    """Rewrite README's full-profile table (between its markers) from the named runs (the profile's seeds)
+    against the --default runs."""
+    table_text = profile_table(load_runs(runs_path), list(names), list(default))
+    try:
+        text = replace_between(readme.read_text(), "full-profile", table_text)
+    except OSError as e:
+        raise ExperimentsError(f"{readme}: cannot read ({e.strerror or e})") from None
+    except MarkerError as e:
+        raise ExperimentsError(f"{readme}: {e.message}") from None
+    atomic_write_bytes(readme, text.encode())
+    click.echo(f"{readme}: the full profile's {', '.join(names)} against {', '.join(default)}")
 
 
 @main.command("seeds")
