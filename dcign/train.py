@@ -38,7 +38,7 @@ from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
 from dcign.data import Schedule, fetch_optional, load_training_data
 from dcign.model import DCIGN, loss_terms, reconstruction_nll
 from dcign.objectives import DISCRIMINATOR_BETAS, Discriminator, discriminator_loss, permute_dims, regulariser
-from render.atomic import check_writable, removed_if_failed_empty
+from render.atomic import Busy, check_writable, folder_lock, removed_if_failed_empty
 
 TERMS = ("loss", "recon", "kl", "invariance")
 TIMINGS = ("images_per_s", "data_fraction", "elapsed_s")  # summary keys that vary with the machine
@@ -296,13 +296,36 @@ def train(
     """
     rank, world, local_rank, started = _init_distributed()
     try:
-        with removed_if_failed_empty(Path(out_dir), live_dir and Path(live_dir)):
+        with removed_if_failed_empty(Path(out_dir), live_dir and Path(live_dir)), _training_lock(Path(out_dir), rank):
             return _train(
                 cfg, [Path(d) for d in data_dirs], Path(out_dir), resume, live_dir, progress, rank, world, local_rank
             )
     finally:
         if started:
             dist.destroy_process_group()
+
+
+LOCK = ".train.lock"  # in the checkpoint folder while a training writes it
+
+
+@contextlib.contextmanager
+def _training_lock(out_dir: Path, rank: int):
+    """One training per checkpoint folder: a second one into the same --out is refused in one line
+    (rank 0 holds it for the run's processes; the kernel drops it when the holder dies)."""
+    if rank != 0:
+        yield
+        return
+    check_writable(out_dir, TrainError)
+    held = False
+    try:
+        with folder_lock(out_dir / LOCK):
+            held = True
+            yield
+    except Busy as e:
+        if held:  # raised inside the training: not ours to explain
+            raise
+        who = f"process {e.pid}" if e.pid is not None else "another process"
+        raise TrainError(f"{out_dir}: {who} is already training into this folder; wait for it to end") from None
 
 
 def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, local_rank) -> dict:

@@ -50,6 +50,28 @@ def check() -> None:
 
 
 @contextlib.contextmanager
+def shielded():
+    """A block that SIGINT and SIGTERM do not cut in two (e.g. swapping several outputs into place):
+    a signal that comes meanwhile stops the command right after it, as at a :func:`check`. Where no
+    stop handler is installed (outside :func:`stop_on_signals`) it changes nothing."""
+    global _pending
+    current = {s: signal.getsignal(s) for s in SIGNALS}
+    if not all(h in (_raise, _defer) for h in current.values()):
+        yield
+        return
+    for s in SIGNALS:
+        signal.signal(s, _defer)
+    try:
+        yield
+    finally:
+        for s, handler in current.items():
+            if signal.getsignal(s) is _defer:  # not yet ignored by a signal that came
+                signal.signal(s, handler)
+    if _pending is not None and current[SIGNALS[0]] is _raise:
+        raise Stopped(_pending)
+
+
+@contextlib.contextmanager
 def stop_on_signals(command: str, kept: str, defer: bool = False):
     """Turn SIGINT and SIGTERM in the block into one line on stderr and exit 128 + signum.
 

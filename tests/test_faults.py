@@ -1,6 +1,6 @@
 """Faults other than a kill, through the real commands: a write that fails half-way (a file-size
 limit: EFBIG; a full disk: ENOSPC), an output folder made read-only mid-run, SIGTERM and Ctrl-C,
-two renders into one folder at once, and the Blender temp folders of killed workers.
+two renders (or two trainings) into one folder at once, and the Blender temp folders of killed workers.
 
 Each fault ends the command with one line and a non-zero exit, leaves no partial file, and a rerun
 finishes with the bytes of an undisturbed run.
@@ -326,6 +326,31 @@ def test_train_stops_cleanly_on_a_signal_and_resume_is_identical(reference, trai
     same_files(out, straight)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_second_training_into_the_same_folder_is_refused_while_the_first_runs(reference, trained, tmp_path, resume):
+    """Two trainings into one --out at once (with --resume too, which would continue the other's checkpoint):
+    the second is refused in one line naming the folder and touches nothing; the first finishes undisturbed."""
+    params, straight = trained
+    out = tmp_path / "out"
+    first = start(train_cmd(params, reference, out))
+    wait_for(out / "model.json", first)
+    first.send_signal(signal.SIGSTOP)  # held mid-run while the second starts, however slow the machine
+    try:
+        before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+        rc, err = run(train_cmd(params, reference, out, *(["--resume"] if resume else [])))
+        after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert rc == 1
+    one_line(err, f"{out}: process {first.pid} is already training into this folder; wait for it to end")
+    assert after == before
+    rc, err = finish(first)
+    assert rc == 0, err
+    no_partial_files(out)
+    same_files(out, straight)
+
+
 # --- evaluate (the tiny project: rendered, trained, evaluated) -------------------------------
 def evaluate_cmd(root: Path, out: Path) -> list[str]:
     from conftest import sweep_dirs
@@ -375,3 +400,25 @@ def test_evaluate_stops_cleanly_on_a_signal_and_leaves_no_output(tiny_eval, tmp_
     assert rc == 128 + signum
     one_line(err, f"dcign-evaluate: stopped by {stop_signal(signum)};")
     assert not out.exists() and not out.with_name("eval.partial").exists()
+
+
+# --- the stop handler itself --------------------------------------------------------------------------
+def test_a_signal_inside_a_shielded_block_stops_the_command_right_after_it(capsys):
+    """SIGTERM during evaluate's swap of its outputs: the swap finishes, then the command stops in one line."""
+    from render.stopping import shielded, stop_on_signals
+
+    steps = []
+    with pytest.raises(SystemExit) as stop:
+        with stop_on_signals("cmd", "the outputs"):
+            with shielded():
+                os.kill(os.getpid(), signal.SIGTERM)
+                steps.append("swapped")  # the block goes on to its end
+            steps.append("after")  # never reached: the stop comes as the block ends
+    assert steps == ["swapped"] and stop.value.code == 128 + signal.SIGTERM
+    assert (
+        capsys.readouterr().err.strip()
+        == "cmd: stopped by SIGTERM; the outputs are kept, rerun the same command to resume"
+    )
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers from before the command are back
+    with shielded():  # outside a command: nothing changes
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

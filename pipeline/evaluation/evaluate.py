@@ -36,7 +36,7 @@ from pipeline.evaluation import scoring as S
 from pipeline.evaluation.encode import decode, encode
 from render.params import ParamsError, get, load_params, source
 from render.shards import RenderedDataset, ShardError, load_dataset, read_manifest
-from render.stopping import stop_on_signals
+from render.stopping import shielded, stop_on_signals
 from render.vocabulary import FACTORS, GRID, RECOGNITION, SWEEPS
 
 # Written together, then swapped in.
@@ -186,13 +186,15 @@ def evaluate(models: dict[str, Path], data: dict, out_dir: Path, cfg: S.EvalConf
         pix = data["recognition_images"].reshape(len(data["recognition_images"]), -1).astype(np.float32)
         results["pixels"] = {"recognition": {"whole": S.recognition_scores(pix, data["recognition_split"], cfg)}}
         (tmp / "metrics.json").write_text(json.dumps(_finite(results), indent=2, sort_keys=True) + "\n")
-        # Swap each output in by rename; other files there (DVC's .gitignore) stay.
-        for rel in OUTPUTS:
-            target = out_dir / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(tmp / rel, target)
+        # Swap each output in by rename; other files there (DVC's .gitignore) stay. A stop waits until
+        # all are in, so --out never mixes new metrics with old latents.
+        with shielded():
+            for rel in OUTPUTS:
+                target = out_dir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.is_dir():
+                    shutil.rmtree(target)
+                os.replace(tmp / rel, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results
