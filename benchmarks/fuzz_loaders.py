@@ -17,13 +17,21 @@ Every file is loaded with :func:`render.faces.loaders.load_face_model` and class
 
 - ``accepted``: a model that passes :func:`~render.faces.loaders.validate` (a flip inside the
   data can leave a valid, slightly different model);
+- ``accepted_invalid``: a model accepted from a file whose structure was broken on purpose (a field
+  the loader reads made text, a cell, a struct, a group, a wrong shape, empty, a scalar, or
+  removed; an eos matrix of a wrong shape; a mesh whose faces have 2 corners, a word for an index or
+  no faces) that differs from the unbroken file's model: part of a model dropped or misread
+  without a word. A broken field that the loader does not read leaves the model as it was and
+  counts as ``accepted``. Not judged, as their result may be a valid model: a field given another
+  numeric dtype, optional landmarks removed, a triangle list less its last triangle;
 - ``refused``: a :class:`FaceModelError` whose message is one line starting with the file's path;
 - ``bad_message``: a FaceModelError that is not one line naming the file;
 - ``crash``: any other exception, or the loading process dying (a segfault);
 - ``hang``: no answer within the per-file timeout.
 
 Files load in child processes (``--jobs`` at a time, a chunk of files each) so that a crash
-or a hang costs one file, not the run. The target is 0 crashes, 0 hangs, 0 bad messages.
+or a hang costs one file, not the run. The target is 0 invalid models accepted, 0 crashes, 0 hangs,
+0 bad messages.
 """
 
 from __future__ import annotations
@@ -42,8 +50,8 @@ import click
 import numpy as np
 
 FORMATS = ("npz", "mat", "h5", "bin", "obj", "off", "ply")
-OUTCOMES = ("accepted", "refused", "bad_message", "crash", "hang")
-BAD = ("bad_message", "crash", "hang")
+OUTCOMES = ("accepted", "accepted_invalid", "refused", "bad_message", "crash", "hang")
+BAD = ("accepted_invalid", "bad_message", "crash", "hang")
 TEXT_FORMATS = ("obj", "off")
 COMPONENTS = 2  # shape and albedo components kept in the exported files: small files, same layouts
 
@@ -79,16 +87,44 @@ def _eos_eigen(a) -> bytes:
     return struct.pack("<ii", *a.shape) + a.T.astype("<f4").tobytes()  # Eigen stores column-major
 
 
-def _eos_pca(mean, basis, variances, tris) -> bytes:
+def _eos_parts(model) -> list[np.ndarray]:
+    """The six matrices of an eos file: shape mean, basis (3V, K), variances; colour likewise (0-255)."""
+    mean = model.shape_mean.reshape(-1).astype(np.float64)
+    basis = model.shape_basis.reshape(len(model.shape_basis), -1).T.astype(np.float64)
+    tex_mean = _srgb255(model.albedo_mean.reshape(-1))
+    tex_basis = model.albedo_basis.reshape(len(model.albedo_basis), -1).T * 255.0
+    return [
+        mean,
+        basis,
+        model.shape_std.astype(np.float64) ** 2,
+        tex_mean,
+        tex_basis,
+        (model.albedo_std.astype(np.float64) * 255.0) ** 2,
+    ]
+
+
+def _eos_file(parts: list[np.ndarray], tri_bytes: bytes, landmarks: dict[str, int]) -> bytes:
+    """eos v4, cereal binary: shape, colour (each with the triangle list), no expressions, landmarks, no texture."""
     import struct
 
-    tri = np.asarray(tris, "<i4").reshape(-1, 3)
-    return _eos_eigen(mean) + _eos_eigen(basis) + _eos_eigen(variances) + struct.pack("<Q", len(tri)) + tri.tobytes()
+    out = struct.pack("<I", 4) + b"".join(_eos_eigen(p) for p in parts[:3]) + tri_bytes
+    out += b"".join(_eos_eigen(p) for p in parts[3:]) + tri_bytes
+    out += b"\x01"  # no expression model
+    names = sorted(landmarks)
+    out += b"\x00" + struct.pack("<Q", len(names))
+    out += b"".join(struct.pack("<Q", len(n)) + n.encode() + struct.pack("<i", landmarks[n]) for n in names)
+    return out + struct.pack("<Q", 0) + struct.pack("<Q", 0)  # texture coordinates and triangles
+
+
+def _eos_triangles(tris) -> bytes:
+    import struct
+
+    tri = np.asarray(tris, "<i4")
+    return struct.pack("<Q", len(tri)) + tri.tobytes()
 
 
 def export(model, fmt: str, path: Path) -> Path:
     """Write ``model`` as a file of format ``fmt`` (one of FORMATS), as that format's own tools lay it out."""
-    import struct
 
     path = Path(path)
     mean = model.shape_mean.reshape(-1).astype(np.float64)
@@ -126,15 +162,8 @@ def export(model, fmt: str, path: Path) -> Path:
             f["color/model/mean"] = (tex_mean / 255.0).astype(np.float32)
             f["color/model/pcaBasis"] = (tex_basis / 255.0).astype(np.float32)
             f["color/model/pcaVariance"] = (model.albedo_std.astype(np.float64) ** 2).astype(np.float32)
-    elif fmt == "bin":  # eos v4, cereal binary: shape, colour, no expressions, landmarks, no texture
-        out = struct.pack("<I", 4) + _eos_pca(mean, basis, model.shape_std.astype(np.float64) ** 2, tris)
-        out += _eos_pca(tex_mean, tex_basis, (model.albedo_std.astype(np.float64) * 255.0) ** 2, tris)
-        out += b"\x01"  # no expression model
-        names = sorted(model.landmarks)
-        out += b"\x00" + struct.pack("<Q", len(names))
-        out += b"".join(struct.pack("<Q", len(n)) + n.encode() + struct.pack("<i", model.landmarks[n]) for n in names)
-        out += struct.pack("<Q", 0) + struct.pack("<Q", 0)  # texture coordinates and triangles
-        path.write_bytes(out)
+    elif fmt == "bin":  # eos v4, cereal binary
+        path.write_bytes(_eos_file(_eos_parts(model), _eos_triangles(tris.reshape(-1, 3)), model.landmarks))
     elif fmt in ("obj", "off", "ply"):
         import trimesh
 
@@ -196,6 +225,9 @@ def mutate(data: bytes, rng: np.random.Generator, text: bool = False) -> bytes:
 
 # --- structural mutations: the types and shapes of fields, not their bytes -----------------------------
 STRUCTURES = ("string", "cell", "struct", "dtype", "shape", "empty", "scalar", "missing")
+BROKEN = frozenset(STRUCTURES) - {"dtype"}  # no loader may read these into a model different from the file's
+OPTIONAL_FIELDS = ("landmarks",)  # a file without them is a valid model without them
+TRIANGLE_FIELDS = ("triangles", "tl", "shape/representer/cells")  # a list with a row fewer is a valid mesh
 WRONG_DTYPES = (np.complex64, np.bool_, np.int8, np.uint64, np.float16, "S3")
 
 
@@ -292,14 +324,9 @@ def _write_fields(fmt: str, fields: dict, path: Path) -> None:
 
 
 def _eos_restructured(model, rng: np.random.Generator) -> bytes:
-    """An eos .bin whose one matrix has a wrong shape (its Eigen header says so, consistently)."""
-    import struct
-
-    mean = model.shape_mean.reshape(-1).astype(np.float64)
-    basis = model.shape_basis.reshape(len(model.shape_basis), -1).T.astype(np.float64)
-    tex_mean = _srgb255(model.albedo_mean.reshape(-1))
-    tex_basis = model.albedo_basis.reshape(len(model.albedo_basis), -1).T * 255.0
-    parts = [mean, basis, model.shape_std.astype(np.float64) ** 2, tex_mean, tex_basis, model.albedo_std**2 * 65025.0]
+    """An eos .bin whose one matrix has a wrong shape (its Eigen header says so, consistently), or whose
+    triangles have 2 or 4 corners; otherwise the bytes :func:`export` writes."""
+    parts = _eos_parts(model)
     i = int(rng.integers(0, len(parts) + 1))
     tris = model.triangles
     if i == len(parts):  # the triangles: 2 or 4 corners
@@ -307,18 +334,16 @@ def _eos_restructured(model, rng: np.random.Generator) -> bytes:
     else:
         wrong = _reshaped(parts[i], rng)
         parts[i] = wrong.reshape(len(wrong), -1) if wrong.ndim > 2 else wrong  # Eigen matrices have two axes
-    tri = np.asarray(tris, "<i4")
-    tri_bytes = struct.pack("<Q", len(tri)) + tri.tobytes()
-    out = struct.pack("<I", 4) + b"".join(_eos_eigen(p) for p in parts[:3]) + tri_bytes
-    out += b"".join(_eos_eigen(p) for p in parts[3:]) + tri_bytes
-    return out + b"\x01" + b"\x00" + struct.pack("<Q", 0) + struct.pack("<Q", 0) + struct.pack("<Q", 0)
+    return _eos_file(parts, _eos_triangles(tris), model.landmarks)
 
 
 MESH_WORDS = (b"x", b"1/2/3", b"-", b"0x10", b"1,5")
 
 
-def _mesh_restructured(data: bytes, fmt: str, rng: np.random.Generator) -> bytes:
-    """A mesh with faces of 2 or 5 corners, a word for a number, no faces, or a PLY property retyped."""
+def _mesh_restructured(data: bytes, fmt: str, rng: np.random.Generator) -> tuple[bytes, bool]:
+    """A mesh with faces of 2 or 5 corners, a word for a number, no faces, or a PLY property retyped; and
+    whether that broke it (2 corners, a word that is no index, no faces: a face model cannot be read from it;
+    a pentagon is a polygon a mesh may hold, and a retyped PLY property may still read as numbers)."""
     if fmt == "ply":  # binary body: change the header's types and counts, which say how to read it
         head, sep, body = data.partition(b"end_header\n")
         lines = head.split(b"\n")
@@ -332,46 +357,66 @@ def _mesh_restructured(data: bytes, fmt: str, rng: np.random.Generator) -> bytes
             (b"binary_little_endian", b"binary_big_endian"),
         ]
         old, new = swaps[int(rng.integers(0, len(swaps)))]
-        lines[i] = lines[i].replace(old, new) if old in lines[i] else b"element face 0"
-        return b"\n".join(lines) + sep + body
+        swapped = old in lines[i]
+        lines[i] = lines[i].replace(old, new) if swapped else b"element face 0"
+        return b"\n".join(lines) + sep + body, not swapped
     lines = data.split(b"\n")
     faces = [i for i, ln in enumerate(lines) if ln.startswith(b"f ") or (fmt == "off" and ln.startswith(b"3 "))]
     kind = int(rng.integers(0, 4))
     if kind == 3 or not faces:  # no faces at all
         drop = set(faces)
-        return b"\n".join(ln for i, ln in enumerate(lines) if i not in drop)
+        return b"\n".join(ln for i, ln in enumerate(lines) if i not in drop), True
     i = faces[int(rng.integers(0, len(faces)))]
     words = lines[i].split(b" ")
+    broken = True
     if kind == 0:  # two corners
         words = words[:2] if fmt == "obj" else [b"2", *words[1:3]]
     elif kind == 1:  # five corners
         words = words + words[1:3] if fmt == "obj" else [b"5", *words[1:], *words[1:3]]
-    else:  # a word where an index goes
-        words[int(rng.integers(1, len(words)))] = MESH_WORDS[int(rng.integers(0, len(MESH_WORDS)))]
+        broken = False
+    else:  # a word where an index goes ("1/2/3" is OBJ's vertex/texture/normal index: valid there)
+        word = MESH_WORDS[int(rng.integers(0, len(MESH_WORDS)))]
+        words[int(rng.integers(1, len(words)))] = word
+        broken = not (fmt == "obj" and word == b"1/2/3")
     lines[i] = b" ".join(words)
-    return b"\n".join(lines)
+    return b"\n".join(lines), broken
 
 
-def mutate_structure(fmt: str, base: Path, rng: np.random.Generator) -> bytes | dict:
+def _fewer_triangles(old: np.ndarray, new) -> bool:
+    """Whether ``new`` is ``old`` (triangles as rows or columns of 3) less its last triangle."""
+    new = np.asarray(new)
+    return new.ndim == 2 and (
+        (old.shape[1] == 3 and np.array_equal(new, old[:-1]))
+        or (old.shape[0] == 3 and np.array_equal(new, old[:, :-1]))
+    )
+
+
+def mutate_structure(fmt: str, base: Path, rng: np.random.Generator) -> tuple[bytes | dict, bool]:
     """One structural mutation of the file ``base`` of format ``fmt``: the new file's bytes, or for a
-    container format the fields to write (see the module doc)."""
+    container format the fields to write (see the module doc), and whether the mutation broke the
+    file (:data:`BROKEN`: a loader that accepts it must give the unbroken file's model)."""
     if fmt in ("npz", "mat", "h5"):
         fields = _fields(fmt, base)
         name = sorted(fields)[int(rng.integers(0, len(fields)))]
         kind = STRUCTURES[int(rng.integers(0, len(STRUCTURES)))]
         if kind == "missing":
             del fields[name]
-        else:
-            fields[name] = _restructured(fields[name], kind, rng)
-        return fields
+            return fields, name not in OPTIONAL_FIELDS
+        old = np.asarray(fields[name])
+        fields[name] = new = _restructured(old, kind, rng)
+        if name in TRIANGLE_FIELDS and kind == "shape" and _fewer_triangles(old, new):
+            return fields, False
+        return fields, kind in BROKEN
     if fmt == "bin":
-        return _eos_restructured(small_model(), rng)
+        return _eos_restructured(small_model(), rng), True
     return _mesh_restructured(base.read_bytes(), fmt, rng)
 
 
 def make_mutants(directory: Path, n: int, seed: int = 0, structural: bool = True) -> list[Path]:
     """``n`` mutated model files in ``directory``, the formats in turn; with ``structural``, every
-    other round of formats changes the files' structure rather than their bytes."""
+    other round of formats changes the files' structure rather than their bytes. A file whose
+    structure was broken (:func:`mutate_structure`) is named ``fuzz-<i>.broken.<format>``: its
+    model, if accepted, must equal the unbroken file's (``directory/base/face.<format>``)."""
     directory = Path(directory)
     bases = base_files(directory / "base")
     raw = {fmt: p.read_bytes() for fmt, p in bases.items()}
@@ -381,7 +426,9 @@ def make_mutants(directory: Path, n: int, seed: int = 0, structural: bool = True
         fmt = FORMATS[i % len(FORMATS)]
         path = directory / f"fuzz-{i:05d}.{fmt}"
         if structural and (i // len(FORMATS)) % 2:
-            made = mutate_structure(fmt, bases[fmt], rng)
+            made, broken = mutate_structure(fmt, bases[fmt], rng)
+            if broken:
+                path = path.with_suffix(f".broken.{fmt}")
             if isinstance(made, dict):
                 _write_fields(fmt, made, path)
             else:
@@ -401,6 +448,32 @@ def _on_alarm(signum, frame):
     raise _Timeout
 
 
+def same_model(a, b) -> bool:
+    """Whether two loaded face models hold the same arrays (the name aside; floats to 1e-4 relative: the eos
+    mutants are encoded apart from the base file, which rounds the colour variances differently)."""
+    from dataclasses import fields
+
+    def same(x, y) -> bool:
+        if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+            return len(x) == len(y) and all(same(u, v) for u, v in zip(x, y, strict=True))
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if np.shape(x) != np.shape(y):
+                return False
+            if np.asarray(x).dtype.kind == "f" or np.asarray(y).dtype.kind == "f":
+                return bool(np.allclose(x, y, rtol=1e-4, atol=1e-7))
+            return np.array_equal(x, y)
+        return x == y
+
+    return all(same(getattr(a, f.name), getattr(b, f.name)) for f in fields(a) if f.name != "name")
+
+
+def _base_of(path: Path) -> Path | None:
+    """The unbroken file a ``.broken.`` mutant was made from (see :func:`make_mutants`), else None."""
+    if not path.name.endswith(f".broken{path.suffix}"):
+        return None
+    return path.parent / "base" / f"face{path.suffix}"
+
+
 def classify(path: Path, timeout_s: float) -> tuple[str, str]:
     """(outcome, message) of loading one file, in this process (SIGALRM bounds the time)."""
     from render.faces.loaders import FaceModelError, load_face_model, validate
@@ -410,6 +483,9 @@ def classify(path: Path, timeout_s: float) -> tuple[str, str]:
     try:
         model = load_face_model(path)
         validate(model, path)  # what was accepted must be a valid model
+        base = _base_of(path)
+        if base is not None and not same_model(model, load_face_model(base)):
+            return "accepted_invalid", "a broken file loaded as a model different from the unbroken file's"
         return "accepted", ""
     except FaceModelError as e:
         message = str(e)
@@ -432,10 +508,20 @@ def _child(list_file: str, timeout_s: float) -> None:
 
     warnings.simplefilter("ignore")  # overflow and cast warnings of mutated arrays are expected
     isolated.TIMEOUT_S = max(1.0, timeout_s - 1.0)  # the C readers' child is killed before the file times out
+    import importlib
+
+    for module in ("h5py", "scipy.io", "trimesh"):  # the readers' imports, before any file's time starts
+        importlib.import_module(module)
+
     for i, line in enumerate(Path(list_file).read_text().splitlines()):
         print(json.dumps({"i": i, "start": True}), flush=True)
         outcome, message = classify(Path(line), timeout_s)
         print(json.dumps({"i": i, "outcome": outcome, "message": message}), flush=True)
+        if outcome == "hang":  # cut off anywhere (an import half done): the next file gets a fresh process
+            sys.exit(RESTART)
+
+
+RESTART = 3  # the child's exit status after a hang: the rest of its chunk goes to a new child
 
 
 def _run_chunk(paths: list[Path], timeout_s: float) -> list[tuple[str, str]]:
@@ -467,6 +553,8 @@ def _run_chunk(paths: list[Path], timeout_s: float) -> list[tuple[str, str]]:
             else:
                 started = record["i"]
         if len(results) < len(paths):
+            if started is None and returncode == RESTART:
+                continue
             if started is None and returncode == 0:
                 raise RuntimeError("the fuzz child stopped without an answer")
             why = "killed after the chunk's time limit" if returncode is None else f"process died ({returncode})"
@@ -480,7 +568,7 @@ def fuzz(files: list[Path], timeout_s: float = 30.0, jobs: int = 1, chunk: int =
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         outcomes = [o for part in pool.map(lambda c: _run_chunk(c, timeout_s), chunks) for o in part]
     return [
-        {"file": str(p), "format": p.suffix[1:], "outcome": o, "message": m}
+        {"file": str(p), "format": p.suffix[1:], "broken": _base_of(p) is not None, "outcome": o, "message": m}
         for p, (o, m) in zip(files, outcomes, strict=True)
     ]
 
@@ -494,6 +582,7 @@ def summarise(records: list[dict]) -> dict:
     contained = sum(r["outcome"] == "refused" and "crashed on this file" in r["message"] for r in records)
     return {
         "files": len(records),
+        "broken_files": sum(r["broken"] for r in records),  # structure broken on purpose: refuse, or load as before
         "outcomes": counts,
         "reader_crashes_contained": contained,  # refused after a C reader died in its child process
         "per_format": per_format,

@@ -108,6 +108,9 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
         "garbage.npz": d / "garbage.npz",
         "zero_index.obj": d / "zero_index.obj",
         "flat_vertices.obj": d / "flat_vertices.obj",
+        "two_corners.obj": d / "two_corners.obj",
+        "hex_index.obj": d / "hex_index.obj",
+        "two_corners.off": d / "two_corners.off",
         "long_header.npz": d / "long_header.npz",
         "huge_header.off": d / "huge_header.off",
         "huge.h5": _huge_h5(d / "huge.h5", "shape/model/mean"),
@@ -138,6 +141,10 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     files["zero_index.obj"].write_text(re.sub(r"^f (\d+)", "f 0", obj, count=1, flags=re.M))
     # Found by the 10,000-file fuzz run: "v" lines of two numbers, and an .npy header over numpy's limit.
     files["flat_vertices.obj"].write_text(re.sub(r"^v (\S+) (\S+) \S+", r"v \1 \2", obj, flags=re.M))
+    # Found by the fuzz run that compares a broken file's model with the unbroken one's: trimesh dropped
+    # these faces without a word.
+    files["two_corners.obj"].write_text(re.sub(r"^f (\S+) (\S+) \S+", r"f \1 \2", obj, count=1, flags=re.M))
+    files["hex_index.obj"].write_text(re.sub(r"^f (\S+) (\S+) \S+", r"f \1 \2 0x10", obj, count=1, flags=re.M))
     header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }"
     header += b" " * (15733 - len(header)) + b"\n"
     with zipfile.ZipFile(files["long_header.npz"], "w") as z:
@@ -145,6 +152,10 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     off = base["off"].read_text().splitlines()
     counts = off[1].split()
     files["huge_header.off"].write_text("\n".join([off[0], f"{counts[0]} 1000000000000 0", *off[2:]]) + "\n")
+    face = 2 + int(counts[0])  # the first face line
+    files["two_corners.off"].write_text(
+        "\n".join([*off[:face], "2 " + " ".join(off[face].split()[1:3]), *off[face + 1 :]])
+    )
     raw_mat = base["mat"].read_bytes()
     files["truncated.mat"].write_bytes(raw_mat[: len(raw_mat) // 3])
     import scipy.io
@@ -233,6 +244,9 @@ CASES = [
     ("dcign-faces", "info {landmark_deep.npz}", "{landmark_deep.npz}"),
     ("dcign-faces", "info {garbage.npz}", "{garbage.npz}"),
     ("dcign-faces", "info {flat_vertices.obj}", "vertices must have 3 coordinates"),
+    ("dcign-faces", "info {two_corners.obj}", "{two_corners.obj}: line"),
+    ("dcign-faces", "info {hex_index.obj}", "'0x10' is not a vertex index"),
+    ("dcign-faces", "info {two_corners.off}", "{two_corners.off}: face 0: a corner count of '2'"),
     ("dcign-faces", "info {long_header.npz}", "not a plain .npz archive (Header info length"),
     ("dcign-faces", "info {huge_header.off}", "{huge_header.off}"),
     ("dcign-faces", "info {huge_v73.mat}", "{huge_v73.mat}"),

@@ -31,17 +31,45 @@ SUFFIXES = (".obj", ".ply", ".off", ".stl")
 MAX_MESH_BYTES = 1 << 30  # a face mesh is megabytes; a larger file is refused before trimesh reads it
 
 
-def check_obj_indices(path: Path, text: str) -> None:
-    """OBJ face indices count from 1 (negative: from the end); 0 refers to no vertex.
+def _is_index(word: str) -> bool:
+    return word.lstrip("+-").isdigit()
 
-    trimesh would read ``f 0 1 2`` as the last vertex, so a broken exporter's mesh would load
-    with silently wrong triangles.
+
+def check_obj_indices(path: Path, text: str) -> None:
+    """Every OBJ face has at least 3 corners, each an integer vertex index counted from 1
+    (negative: from the end; ``v/vt/vn`` keeps the vertex's first); 0 refers to no vertex.
+
+    trimesh would read ``f 0 1 2`` as the last vertex, and would drop a face of one or two corners,
+    or one with a word for an index, without a word: the mesh would load with silently wrong
+    or missing triangles.
     """
     for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("f ") or line.startswith("f\t"):
-            for corner in line.split()[1:]:
-                if corner.split("/")[0] in ("0", "-0", "+0"):
+            corners = line.split("#")[0].split()[1:]
+            if len(corners) < 3:
+                raise fail(path, f"line {number}: a face of {len(corners)} corners (at least 3)")
+            for corner in corners:
+                index = corner.split("/")[0]
+                if not _is_index(index):
+                    raise fail(path, f"line {number}: face corner {printable(corner)[:20]!r} is not a vertex index")
+                if int(index) == 0:
                     raise fail(path, f"line {number}: face index 0 (OBJ vertex indices start at 1)")
+
+
+def check_off_faces(path: Path, text: str) -> None:
+    """Every OFF face line gives its corner count (at least 3) and that many integer indices
+    (colour values may follow): trimesh would drop a face of two corners without a word."""
+    lines = [ln.split("#")[0].split() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln]
+    header = lines[0][1:] if lines and len(lines[0]) > 1 else (lines[1] if len(lines) > 1 else [])
+    first = 1 if lines and len(lines[0]) > 1 else 2
+    n_vertices, n_faces = int(header[0]), int(header[1])  # check_off_header made sure they are integers
+    for k, words in enumerate(lines[first + n_vertices : first + n_vertices + n_faces]):
+        if not _is_index(words[0]) or int(words[0]) < 3:
+            raise fail(path, f"face {k}: a corner count of {printable(words[0])[:20]!r} (at least 3)")
+        indices = words[1 : 1 + int(words[0])]
+        if len(indices) < int(words[0]) or not all(_is_index(w) for w in indices):
+            raise fail(path, f"face {k}: {words[0]} corners need {words[0]} integer vertex indices")
 
 
 def check_off_header(path: Path, text: str, size: int) -> None:
@@ -75,6 +103,7 @@ def _prescan(path: Path) -> None:
         with open(path, "rb") as f:  # the header is in the first lines
             head = f.read(4096).decode("utf-8", errors="replace")
         check_off_header(path, "\n".join(head.splitlines()[:-1] or [head]), size)
+        check_off_faces(path, path.read_bytes().decode("utf-8", errors="replace"))
 
 
 def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
