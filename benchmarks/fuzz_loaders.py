@@ -36,6 +36,7 @@ or a hang costs one file, not the run. The target is 0 invalid models accepted, 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -449,8 +450,8 @@ def _on_alarm(signum, frame):
 
 
 def same_model(a, b) -> bool:
-    """Whether two loaded face models hold the same arrays (the name aside; floats to 1e-4 relative: the eos
-    mutants are encoded apart from the base file, which rounds the colour variances differently)."""
+    """Whether two loaded face models hold the same arrays (the name aside; floats to 1e-4 relative, so that
+    a field written again by another writer, in a mutant, is not a difference for its rounding alone)."""
     from dataclasses import fields
 
     def same(x, y) -> bool:
@@ -474,6 +475,14 @@ def _base_of(path: Path) -> Path | None:
     return path.parent / "base" / f"face{path.suffix}"
 
 
+@functools.cache
+def _base_model(path: Path):
+    """The unbroken file's model: loaded once per process, not once per accepted broken file."""
+    from render.faces.loaders import load_face_model
+
+    return load_face_model(path)
+
+
 def classify(path: Path, timeout_s: float) -> tuple[str, str]:
     """(outcome, message) of loading one file, in this process (SIGALRM bounds the time)."""
     from render.faces.loaders import FaceModelError, load_face_model, validate
@@ -484,7 +493,7 @@ def classify(path: Path, timeout_s: float) -> tuple[str, str]:
         model = load_face_model(path)
         validate(model, path)  # what was accepted must be a valid model
         base = _base_of(path)
-        if base is not None and not same_model(model, load_face_model(base)):
+        if base is not None and not same_model(model, _base_model(base)):
             return "accepted_invalid", "a broken file loaded as a model different from the unbroken file's"
         return "accepted", ""
     except FaceModelError as e:

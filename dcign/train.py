@@ -38,7 +38,7 @@ from dcign.config import RESUMABLE_CHANGES, TrainConfig, with_resolution
 from dcign.data import Schedule, fetch_optional, load_training_data
 from dcign.model import DCIGN, loss_terms, reconstruction_nll
 from dcign.objectives import DISCRIMINATOR_BETAS, Discriminator, discriminator_loss, permute_dims, regulariser
-from render.atomic import Busy, check_writable, folder_lock, removed_if_failed_empty
+from render.atomic import check_writable, exclusive, removed_if_failed_empty
 
 TERMS = ("loss", "recon", "kl", "invariance")
 TIMINGS = ("images_per_s", "data_fraction", "elapsed_s")  # summary keys that vary with the machine
@@ -316,16 +316,11 @@ def _training_lock(out_dir: Path, rank: int):
         yield
         return
     check_writable(out_dir, TrainError)
-    held = False
-    try:
-        with folder_lock(out_dir / LOCK):
-            held = True
-            yield
-    except Busy as e:
-        if held:  # raised inside the training: not ours to explain
-            raise
-        who = f"process {e.pid}" if e.pid is not None else "another process"
-        raise TrainError(f"{out_dir}: {who} is already training into this folder; wait for it to end") from None
+    with exclusive(
+        out_dir / LOCK,
+        lambda who: TrainError(f"{out_dir}: {who} is already training into this folder; wait for it to end"),
+    ):
+        yield
 
 
 def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, local_rank) -> dict:

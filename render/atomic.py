@@ -106,6 +106,22 @@ def folder_lock(path: Path, wait: bool = False):
 
 
 @contextlib.contextmanager
+def exclusive(path: Path, refused):
+    """:func:`folder_lock` on ``path`` for a command: where another process holds it, raise
+    ``refused(who)`` (``who``: "process <pid>" or "another process") instead of :class:`Busy`; a Busy
+    raised inside the block, once the lock is held, is not ours to explain and goes on as it is."""
+    held = False
+    try:
+        with folder_lock(path):
+            held = True
+            yield
+    except Busy as e:
+        if held:
+            raise
+        raise refused(f"process {e.pid}" if e.pid is not None else "another process") from None
+
+
+@contextlib.contextmanager
 def _flocked(path: Path, folder: int, wait: bool):
     while True:
         # Read-only: a file open for writing would keep the folder's mount from turning read-only.

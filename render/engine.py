@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from render import shards, stopping
-from render.atomic import Busy, check_writable, folder_lock, remove_stale_temporaries, removed_if_failed_empty
+from render.atomic import check_writable, exclusive, folder_lock, remove_stale_temporaries, removed_if_failed_empty
 from render.faces.loaders import load_face_model
 from render.job import RenderJob, job_config, model_fingerprint
 from render.manifest import adopt_finished, record_shard, scan, software_versions, write_manifest
@@ -56,17 +56,12 @@ def _part_lock(out_dir: Path, shard: tuple[int, int]):
     Other parts render other shards and may run beside it; where parts overlap (``0/1`` and
     ``0/2``), both write the same bytes atomically, so either copy of a shard is whole.
     """
-    held = False
-    try:
-        with folder_lock(out_dir / f".render-{shard[0]}of{shard[1]}.lock"):
-            held = True
-            yield
-    except Busy as e:
-        if held:  # not ours to explain
-            raise
-        part = "" if shard == (0, 1) else f" (part {shard[0]}/{shard[1]})"
-        who = f"process {e.pid}" if e.pid is not None else "another process"
-        raise ShardError(f"{out_dir}: {who} is already rendering this sweep{part} here; wait for it to end") from None
+    part = "" if shard == (0, 1) else f" (part {shard[0]}/{shard[1]})"
+    with exclusive(
+        out_dir / f".render-{shard[0]}of{shard[1]}.lock",
+        lambda who: ShardError(f"{out_dir}: {who} is already rendering this sweep{part} here; wait for it to end"),
+    ):
+        yield
 
 
 def _render_sweep(job, out_dir, workers, shard, progress, restart_every, t_start, started_at) -> dict:

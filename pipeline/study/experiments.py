@@ -100,14 +100,20 @@ def _read_mapping(path: Path, what: str, loader) -> dict:
     return data
 
 
+def read_metrics(path: Path) -> dict:
+    """An evaluation's metrics.json, or a one-line error naming it."""
+    m = _read_mapping(path, "metrics file", json.loads)
+    if "dcign" not in m:
+        raise ExperimentsError(f"{path}: no 'dcign' section (write it with dcign-evaluate)")
+    return m
+
+
 def hand_run(params: Path, metrics: Path, train: dict[str, Path], rev: str, timestamp: str) -> dict:
     """The record of a run made outside ``dvc exp`` (the stage commands run by hand, e.g. two trainings
     side by side): the same fields ``collect`` takes from ``dvc exp show``, read from the run's files —
     the params file it ran with, the evaluation's metrics.json and each training's dvclive directory."""
     p = _read_mapping(params, "params file", yaml.safe_load)
-    m = _read_mapping(metrics, "metrics file", json.loads)
-    if "dcign" not in m:
-        raise ExperimentsError(f"{metrics}: no 'dcign' section (write it with dcign-evaluate)")
+    m = read_metrics(metrics)
     logs = {model: _read_mapping(Path(d) / "metrics.json", "dvclive summary", json.loads) for model, d in train.items()}
     return {
         "rev": rev,
@@ -129,11 +135,16 @@ def collect(runs_path: Path, cwd: Path = Path(".")) -> dict:
         found = parse_exp_show(json.loads(r.stdout))
     except json.JSONDecodeError as e:
         raise ExperimentsError(f"dvc exp show printed no JSON ({e})") from None
+    _merge(runs_path, found)
+    return found
+
+
+def _merge(runs_path: Path, runs: dict) -> None:
+    """Write ``runs`` into the record at ``runs_path`` (created if missing), replacing runs of the same name."""
     record = read_record(runs_path) if runs_path.exists() else {}
-    record.update(found)
+    record.update(runs)
     runs_path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(runs_path, record)
-    return found
 
 
 def _changed_params(runs: dict) -> list[str]:
@@ -590,14 +601,7 @@ def readme_cmd(names, runs_path, doc, readme):
 def compare_cmd(metrics_file, names, runs_path):
     """Print how far one evaluation (e.g. eval/metrics.json of a fresh `dvc repro`) lies from the named runs'
     mean, figure by figure of the results table (docs/results.md), in the runs' standard deviations."""
-    try:
-        metrics = json.loads(metrics_file.read_text())
-    except (OSError, ValueError) as e:
-        raise ExperimentsError(
-            f"{metrics_file}: not a readable metrics file ({getattr(e, 'strerror', None) or e})"
-        ) from None
-    if not isinstance(metrics, dict) or "dcign" not in metrics:
-        raise ExperimentsError(f"{metrics_file}: no 'dcign' section (write it with dcign-evaluate)")
+    metrics = read_metrics(metrics_file)
     body, n_ok, n_all = compare_table(metrics, load_runs(runs_path), list(names))
     click.echo(body + f"\n{n_ok} of {n_all} figures where one more run of {', '.join(names)} would be (p >= 0.05)")
 
@@ -655,11 +659,8 @@ def add_cmd(name, params_path, metrics_path, train_dirs, rev, timestamp, runs_pa
         rev if rev is not None else _git_head(),
         timestamp or datetime.now().isoformat(timespec="seconds"),
     )
-    record = read_record(runs_path) if runs_path.exists() else {}
-    replaced = name in record
-    record[name] = run
-    runs_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(runs_path, record)
+    replaced = runs_path.exists() and name in read_record(runs_path)
+    _merge(runs_path, {name: run})
     click.echo(f"{runs_path}: {'replaced' if replaced else 'added'} {name}")
 
 

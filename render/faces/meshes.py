@@ -56,14 +56,13 @@ def check_obj_indices(path: Path, text: str) -> None:
                     raise fail(path, f"line {number}: face index 0 (OBJ vertex indices start at 1)")
 
 
-def check_off_faces(path: Path, text: str) -> None:
+def check_off_faces(path: Path, text: str, n_vertices: int, n_faces: int) -> None:
     """Every OFF face line gives its corner count (at least 3) and that many integer indices
-    (colour values may follow): trimesh would drop a face of two corners without a word."""
+    (colour values may follow): trimesh would drop a face of two corners without a word.
+    ``n_vertices``, ``n_faces``: the header's counts (:func:`check_off_header`)."""
     lines = [ln.split("#")[0].split() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln]
-    header = lines[0][1:] if lines and len(lines[0]) > 1 else (lines[1] if len(lines) > 1 else [])
-    first = 1 if lines and len(lines[0]) > 1 else 2
-    n_vertices, n_faces = int(header[0]), int(header[1])  # check_off_header made sure they are integers
+    first = 1 if len(lines[0]) > 1 else 2  # the counts on the OFF line, or on the next
     for k, words in enumerate(lines[first + n_vertices : first + n_vertices + n_faces]):
         if not _is_index(words[0]) or int(words[0]) < 3:
             raise fail(path, f"face {k}: a corner count of {printable(words[0])[:20]!r} (at least 3)")
@@ -72,8 +71,8 @@ def check_off_faces(path: Path, text: str) -> None:
             raise fail(path, f"face {k}: {words[0]} corners need {words[0]} integer vertex indices")
 
 
-def check_off_header(path: Path, text: str, size: int) -> None:
-    """The vertex and face counts of an OFF header must fit in the file (each needs a few bytes).
+def check_off_header(path: Path, text: str, size: int) -> tuple[int, int]:
+    """The vertex and face counts of an OFF header, which must fit in the file (each needs a few bytes).
 
     A header claiming 10^12 faces would otherwise make the reader allocate or loop for them.
     """
@@ -87,6 +86,7 @@ def check_off_header(path: Path, text: str, size: int) -> None:
     needed = 6 * n_vertices + 8 * n_faces  # "x y z\n" and "3 a b c\n" at their shortest
     if needed > size:
         raise fail(path, f"OFF header declares {n_vertices} vertices and {n_faces} faces, more than {size} bytes hold")
+    return n_vertices, n_faces
 
 
 def _prescan(path: Path) -> None:
@@ -102,8 +102,8 @@ def _prescan(path: Path) -> None:
     else:
         with open(path, "rb") as f:  # the header is in the first lines
             head = f.read(4096).decode("utf-8", errors="replace")
-        check_off_header(path, "\n".join(head.splitlines()[:-1] or [head]), size)
-        check_off_faces(path, path.read_bytes().decode("utf-8", errors="replace"))
+        counts = check_off_header(path, "\n".join(head.splitlines()[:-1] or [head]), size)
+        check_off_faces(path, path.read_bytes().decode("utf-8", errors="replace"), *counts)
 
 
 def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
