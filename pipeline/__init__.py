@@ -1,5 +1,6 @@
 """What is done with trained models, one subpackage per job.
 
+- :mod:`pipeline.metrics`: the metrics, one pure function of codes and factors (or images) per file;
 - :mod:`pipeline.evaluation`: the evaluate stage (``dcign-evaluate``): scores, calibrations, plots;
 - :mod:`pipeline.inverse`: inverse graphics (``dcign-fit`` and the fit stage);
 - :mod:`pipeline.explorer`: the interactive explorer (``dcign-explore``);
@@ -8,6 +9,6 @@
   ``dcign-summary``).
 
 Shared by several: :mod:`pipeline.images` (image files in and out) and :mod:`pipeline.markers`
-(the generated sections of committed documents). The evaluation imports none of the others;
-the study reads records and never trains.
+(the generated sections of committed documents). The metrics import nothing of the project;
+the evaluation imports only them; the study reads records and never trains.
 """

@@ -1,4 +1,4 @@
-"""Tests of pipeline.evaluation.metrics on synthetic codes with known answers.
+"""Tests of pipeline.metrics on synthetic codes with known answers.
 
 Ground truth: a full grid of 4 factors with 8 x 6 x 5 x 4 = 960 points.
 
@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluation.metrics import (
+from pipeline.metrics import (
     accuracy_at,
     best_single_latent,
     beta_vae_score,
@@ -38,7 +38,7 @@ from pipeline.evaluation.metrics import (
     sap,
     ssim,
 )
-from pipeline.evaluation.metrics.dci import importance_matrix_linear
+from pipeline.metrics.dci import importance_matrix_linear
 
 SIZES = (8, 6, 5, 4)
 FAST = {"batch_size": 32, "n_train": 300, "n_eval": 200}

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from pipeline.evaluation.metrics import (
+from pipeline.metrics import (
     accuracy_at,
     active_latents,
     best_threshold,
@@ -31,7 +31,7 @@ from pipeline.evaluation.metrics import (
     standardisation,
     verification_pairs,
 )
-from pipeline.evaluation.metrics.recognition import _sample_negative_pairs
+from pipeline.metrics.recognition import _sample_negative_pairs
 
 N_IDS, N_AZ, D = 200, 6, 8
 

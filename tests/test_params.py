@@ -125,10 +125,11 @@ def test_no_package_imports_a_later_stage_or_a_private_name_of_another_module():
 
 # --- pipeline's rooms: each job imports only the rooms it builds on --------------------------------------
 ROOMS = {  # subpackage of pipeline -> the other subpackages it may import
-    "evaluation": set(),  # the evaluate stage runs alone: it never imports inverse graphics or the explorer
-    "inverse": {"evaluation"},  # the calibration, the encoder, the image metrics
-    "explorer": {"evaluation"},
-    "study": {"evaluation"},  # PCA's PSNR; the study reads records and evaluations, it never trains
+    "metrics": set(),  # pure functions of codes, factors and images
+    "evaluation": {"metrics"},  # the evaluate stage runs alone: it never imports inverse graphics or the explorer
+    "inverse": {"evaluation", "metrics"},  # the calibration, the encoder, the image metrics
+    "explorer": {"evaluation", "metrics"},
+    "study": {"evaluation", "metrics"},  # PCA's PSNR; the study reads records and evaluations, it never trains
     "review": {"evaluation", "study"},  # the study's record: its headline figures and seed groups
 }
 NEVER_TRAINS = ("dcign", "torch")  # what the study must not import

@@ -30,8 +30,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from pipeline import metrics as M
 from pipeline.evaluation import calibration as C
-from pipeline.evaluation import metrics as M
 from pipeline.evaluation import scoring as S
 from pipeline.evaluation.encode import decode, encode
 from render.params import ParamsError, get, load_params, source

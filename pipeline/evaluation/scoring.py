@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline import metrics as M
 from pipeline.evaluation import calibration as C
-from pipeline.evaluation import metrics as M
 from render.pool import allowed_cores
 from render.shards import RenderedDataset
 from render.vocabulary import FACTORS, SWEEP_GROUP

@@ -171,7 +171,7 @@ def scene_label(scene: Scene) -> str:
 
 def compare(decoded: np.ndarray, rendered: np.ndarray) -> dict[str, float]:
     """PSNR (dB) and SSIM of the decoded image against the render, both in [0, 1]."""
-    from pipeline.evaluation.metrics import psnr, ssim
+    from pipeline.metrics import psnr, ssim
 
     x = np.asarray(decoded, np.float64) / 255.0
     y = np.asarray(rendered, np.float64) / 255.0

@@ -151,7 +151,7 @@ class PixelObjective:
 
 
 class SSIMObjective:
-    """1 - SSIM (Gaussian-window SSIM of :mod:`pipeline.evaluation.metrics.reconstruction`)."""
+    """1 - SSIM (Gaussian-window SSIM of :mod:`pipeline.metrics.reconstruction`)."""
 
     name = "ssim"
 
@@ -159,7 +159,7 @@ class SSIMObjective:
         self.target = np.asarray(target, dtype=np.float64) / 255.0
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        from pipeline.evaluation.metrics import ssim
+        from pipeline.metrics import ssim
 
         x = np.asarray(images, dtype=np.float64) / 255.0
         return np.array([1.0 - ssim(im, self.target) for im in x])
@@ -397,7 +397,7 @@ def fit_rows(fit: Fit, image: np.ndarray, truth: dict | None = None) -> list[dic
     With ``truth`` (azimuth, elevation, light, shape, albedo of a rendered image) each row also has
     the absolute angle errors (degrees) and the correlation of recovered and true shape coefficients.
     """
-    from pipeline.evaluation.metrics import psnr, ssim
+    from pipeline.metrics import psnr, ssim
 
     x = np.asarray(image, np.float64) / 255.0
     results = [("amortised", fit.amortised.scene, None, None, fit.amortised_image, 0, fit.amortised_seconds)]

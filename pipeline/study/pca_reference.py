@@ -5,7 +5,7 @@ reconstruction in mean squared error of any *linear* k-dimensional code (Eckart 
 its PSNR on the test sweeps at k = the model's latent size is the bar that a nonlinear
 auto-encoder with as many latents should clear, and the k at which it reaches a target PSNR says
 how many linear dimensions that target takes. Pixels in [0, 1], the pooled-MSE PSNR of
-``pipeline.evaluation.metrics.reconstruction`` (as the evaluation's reconstruction PSNR).
+``pipeline.metrics.reconstruction`` (as the evaluation's reconstruction PSNR).
 
     python -m pipeline.study.pca_reference --train data/train/azimuth ... --test data/test/azimuth ... \
         --k 32 --k 64 --json docs/experiments/pca.json
@@ -20,7 +20,7 @@ import click
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from pipeline.evaluation.metrics.reconstruction import psnr
+from pipeline.metrics.reconstruction import psnr
 from render.atomic import atomic_write_json
 from render.shards import ShardError, load_dataset
 

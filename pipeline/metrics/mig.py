@@ -10,12 +10,12 @@ with ``v_k``; MIG is the mean of ``MIG_k`` over factors.
 
 Estimator: the one of disentanglement_lib (Locatello et al. 2019,
 ``disentanglement_lib/evaluation/metrics/mig.py``): every latent mean is discretised into
-``bins`` equal-width bins (:func:`~pipeline.evaluation.metrics.utils.discretize`), and ``I`` and ``H`` are
+``bins`` equal-width bins (:func:`~pipeline.metrics.utils.discretize`), and ``I`` and ``H`` are
 plug-in estimates from contingency tables. Integer-typed factors (grid indices, identity labels)
 and factors with at most ``bins`` distinct values are used as they are; other (continuous, float)
 factors are discretised the same way as the latents
-(:func:`~pipeline.evaluation.metrics.utils.discretize_factors`). For the Monte-Carlo estimator of the
-original paper on a full factor grid see :mod:`pipeline.evaluation.metrics.mig_continuous`.
+(:func:`~pipeline.metrics.utils.discretize_factors`). For the Monte-Carlo estimator of the
+original paper on a full factor grid see :mod:`pipeline.metrics.mig_continuous`.
 """
 
 from __future__ import annotations

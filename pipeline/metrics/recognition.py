@@ -33,7 +33,7 @@ accuracy uses a threshold chosen on a development split (:func:`best_threshold`,
 
 Unlike the other metric modules, :func:`identification`, :func:`verification_pairs` and
 :func:`pair_scores` return per-item numpy arrays, which the caller needs for cluster-bootstrap
-intervals (:mod:`pipeline.evaluation.metrics.bootstrap`).
+intervals (:mod:`pipeline.metrics.bootstrap`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shared helpers for the disentanglement metrics (numpy only).
 
-Conventions used throughout :mod:`pipeline.evaluation.metrics`:
+Conventions used throughout :mod:`pipeline.metrics`:
 
 * ``codes`` is an ``(N, D)`` float array of latent means (one row per image).
 * ``factors`` is an ``(N, K)`` array of ground-truth factor values, continuous or discrete.
