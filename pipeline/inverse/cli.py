@@ -44,7 +44,7 @@ import numpy as np
 from pipeline.evaluation import calibration as C
 from pipeline.images import ImageError, decode_image, encode_image, resize
 from pipeline.inverse.fit import MAX_BUDGET, FitConfig, FitError, SearchSpace, fit_image, fit_rows, traces
-from pipeline.inverse.results import finite, item_seed, load_result, strip
+from pipeline.inverse.results import finite, item_seed, load_result, strip, write_result
 from render import stopping
 from render.atomic import atomic_write_bytes, atomic_write_json, check_writable, sha256_bytes, sha256_file
 from render.job import MAX_SAMPLES
@@ -349,8 +349,7 @@ def run(setup: Setup, o: Options) -> None:
                 }
                 pictures = [it.image, fit.amortised_image, *(s.image for s in fit.searches.values())]
                 atomic_write_bytes(out_dir / "images" / f"{it.name}.png", encode_image(strip(pictures)))
-                atomic_write_json(out_dir / "results" / f"{it.name}.json", finite(result))
-                results.append(result)
+                results.append(write_result(out_dir / "results" / f"{it.name}.json", result))
                 stopping.check()  # a SIGTERM or Ctrl-C during the image stops here, its result kept
                 best = result["rows"][-1]
                 bar.set_postfix_str(

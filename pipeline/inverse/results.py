@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from render.atomic import atomic_write_bytes
+
 
 def strip(images: list[np.ndarray], gap: int = 2) -> np.ndarray:
     """Images side by side, white gaps between them."""
@@ -40,6 +42,15 @@ def finite(obj):
 def item_seed(seed: int, name: str) -> int:
     """Each image's search seed: from the run's seed and the image's name, so it does not depend on the order."""
     return int(np.random.SeedSequence([int(seed), zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
+def write_result(path: Path, result: dict) -> dict:
+    """Write an image's result (atomically, keys in the order they were made) and return it as a rerun
+    reads it back (non-finite numbers as null): a fresh result and a reused one then make the same
+    tables, column order included."""
+    text = json.dumps(finite(result), indent=2) + "\n"
+    atomic_write_bytes(path, text.encode())
+    return json.loads(text)
 
 
 def load_result(path: Path, key: dict) -> dict | None:

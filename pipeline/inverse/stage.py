@@ -36,7 +36,7 @@ import numpy as np
 from pipeline.evaluation import calibration as C
 from pipeline.images import decode_image, encode_image
 from pipeline.inverse.fit import MAX_BUDGET, FitConfig, FitError, SearchSpace, fit_image, fit_rows, traces
-from pipeline.inverse.results import finite, item_seed, load_result, strip
+from pipeline.inverse.results import finite, item_seed, load_result, strip, write_result
 from render.atomic import atomic_write_bytes, atomic_write_json, check_writable, sha256_file
 from render.job import DEVICES
 from render.params import ParamsError, get, get_range, load_params, source
@@ -217,8 +217,7 @@ def run_stage(checkpoint: Path, calibration: Path, params: dict, metrics_path: P
             }
             strip_png = strip([image, fit.amortised_image, *(s.image for s in fit.searches.values())])
             atomic_write_bytes(out / "images" / f"{name}.png", encode_image(strip_png))
-            atomic_write_json(out / "results" / f"{name}.json", finite(result))
-            results.append(result)
+            results.append(write_result(out / "results" / f"{name}.json", result))
     pictures = [decode_image(out / "images" / f"{r['image']}.png") for r in results[:16]]
     summary = summarise(results, cfg, mcfg.resolution)
     errors_png(out / "plots" / "errors.png", results)
