@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # dvc stages run `python -m ...`: the venv goes first on PATH so that python is the venv's.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help install browser repro repro-full push pull test test-fast lint format exp explore metrics report bench bench-readme \
+.PHONY: help install browser repro repro-full push pull test test-fast lint format exp explore metrics report bench bench-remote bench-readme \
 	shell clean-venv
 
 help:  ## list the targets
@@ -101,7 +101,12 @@ bench: install browser  ## run the benchmarks (idle machine!), then rewrite docs
 	$(BIN)/python -m benchmarks.explore --json $(RESULTS)/explore.json
 	$(BIN)/python -m benchmarks.readme --results $(RESULTS)
 
-bench-readme: install  ## rewrite docs/benchmarks.md's tables from $(RESULTS)/*.json
+# A fresh clone's full `dvc repro`, then a pull request's `dvc repro --pull` from the remote: ~25 minutes.
+bench-remote: install  ## time a pull request's repro with the DVC remote beside the full repro (idle machine!)
+	$(BIN)/python -m benchmarks.remote --json $(RESULTS)/remote.json
+	$(BIN)/python -m benchmarks.readme --results $(RESULTS)
+
+bench-readme: install  ## rewrite docs/benchmarks.md's tables (and README's remote sentence) from $(RESULTS)/*.json
 	$(BIN)/python -m benchmarks.readme --results $(RESULTS)
 
 shell: install  ## a shell with .venv active (dvc and the dcign-* commands on PATH)

@@ -1,13 +1,16 @@
-"""The two benchmark tables of docs/benchmarks.md, written from the JSON files the benchmarks write.
+"""The benchmark tables of docs/benchmarks.md and README's sentence on reviewing with the remote,
+written from the JSON files the benchmarks write.
 
-    python -m benchmarks.readme [--results benchmarks/results] [--doc docs/benchmarks.md] [--check]
+    python -m benchmarks.readme [--results benchmarks/results] [--doc docs/benchmarks.md] [--readme README.md] [--check]
 
 Reads ``render.json`` (``python -m benchmarks.render --json``), ``train.json`` (``python -m
-benchmarks.train --json``, the paper-size network) and, when present, ``train-default.json`` (the
-default profile's network), and replaces the text between the document's markers
-``<!-- benchmarks.render:start -->`` / ``<!-- benchmarks.render:end -->`` (and ``benchmarks.train``)
-with the tables and the sentences around them. ``--check`` changes nothing and exits with status
-1 when the document is not what the JSON files give. ``make bench`` measures and then runs this.
+benchmarks.train --json``, the paper-size network), when present ``train-default.json`` (the
+default profile's network), and ``remote.json`` (``python -m benchmarks.remote --json``), and
+replaces the text between each document's markers ``<!-- benchmarks.<name>:start -->`` /
+``<!-- benchmarks.<name>:end -->`` (``render``, ``train`` and ``remote`` in the doc,
+``remote-summary`` in README) with the tables and the sentences around them. ``--check`` changes
+nothing and exits with status 1 when a document is not what the JSON files give. ``make bench``
+measures the render, train and explorer figures and then runs this.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from render.atomic import atomic_write_bytes
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
+README = ROOT / "README.md"
 SWEEP_LABELS = {
     "shape": "shape (new mesh per image)",
     "texture": "texture (new colours per image)",
@@ -147,6 +151,52 @@ def train_section(record: dict, default: dict | None) -> str:
     return "\n".join(lines)
 
 
+def minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s} s" if m else f"{s} s"
+
+
+def _ran(step: dict) -> str:
+    ran = step["stages_run"]
+    return "nothing" if not ran else ", ".join(f"`{s}`" for s in ran) if len(ran) <= 3 else f"all {len(ran)} stages"
+
+
+REMOTE_ROWS = {
+    "nothing_changed": "nothing changed",
+    "evaluation_code_changed": "the evaluation's code alone (`pipeline/evaluation/encode.py`)",
+    "readme_changed": "README alone",
+}
+
+
+def remote_section(record: dict) -> str:
+    """docs/benchmarks.md: the full repro and each pull request's `dvc repro --pull`, with what ran."""
+    r, s = record["results"], record["settings"]
+    full = r["full_repro"]
+    lines = [
+        f"**Reviewing with the remote** — `python -m benchmarks.remote` on {machine(record)}, {record['date']} "
+        f"(commit {s['commit'][:7]}, `{s['params']}`; fresh clones beside a local-path remote, no DVC cache):",
+        "",
+        "| step | wall time | stages run |",
+        "|---|---|---|",
+        f"| main: `dvc repro` | {minutes(full['seconds'])} | {_ran(full)} |",
+        f"| main: `dvc push --run-cache` | {minutes(r['push']['seconds'])} | – |",
+    ]
+    for key, label in REMOTE_ROWS.items():
+        lines.append(f"| pull request, {label}: `dvc repro --pull` | {minutes(r[key]['seconds'])} | {_ran(r[key])} |")
+    return "\n".join(lines)
+
+
+def remote_summary(record: dict) -> str:
+    """README: one sentence with the same figures."""
+    r = record["results"]
+    return (
+        f"With the remote, a pull request's `dvc repro --pull` took {minutes(r['nothing_changed']['seconds'])} with "
+        f"nothing changed and {minutes(r['evaluation_code_changed']['seconds'])} after a change to the evaluation "
+        f"(which re-runs `evaluate` alone), against {minutes(r['full_repro']['seconds'])} for the full `dvc repro` "
+        f"(`python -m benchmarks.remote`, {machine(record)}, {record['date']})."
+    )
+
+
 def _load(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -161,7 +211,12 @@ def sections(results: Path) -> dict[str, str]:
     return {
         "render": render_section(_load(results / "render.json")),
         "train": train_section(_load(results / "train.json"), _load(default) if default.exists() else None),
+        "remote": remote_section(_load(results / "remote.json")),
     }
+
+
+def readme_sections(results: Path) -> dict[str, str]:
+    return {"remote-summary": remote_summary(_load(results / "remote.json"))}
 
 
 def replace_sections(text: str, new: dict[str, str]) -> str:
@@ -178,20 +233,26 @@ def replace_sections(text: str, new: dict[str, str]) -> str:
 @click.command()
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=RESULTS, show_default=True)
 @click.option("--doc", type=click.Path(dir_okay=False, path_type=Path), default=DOC, show_default=True)
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 when the document differs from the results.")
-def main(results: Path, doc: Path, check: bool) -> None:
-    """Write the benchmark tables of docs/benchmarks.md from the benchmarks' JSON results."""
-    text = doc.read_text()
-    new = sections(results)
-    try:
-        updated = replace_sections(text, new)
-    except ReadmeError as e:
-        raise ReadmeError(f"{doc}: {e.message}") from None
+@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=README, show_default=True)
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when a document differs from the results.")
+def main(results: Path, doc: Path, readme: Path, check: bool) -> None:
+    """Write the benchmark tables of docs/benchmarks.md (and README's sentence) from the benchmarks' JSON results."""
+    stale = []
+    for path, new in ((doc, sections(results)), (readme, readme_sections(results))):
+        text = path.read_text()
+        try:
+            updated = replace_sections(text, new)
+        except ReadmeError as e:
+            raise ReadmeError(f"{path}: {e.message}") from None
+        if updated == text:
+            continue
+        stale.append(path)
+        if not check:
+            atomic_write_bytes(path, updated.encode())
     if check:
-        sys.exit(0 if updated == text else 1)
-    if updated != text:
-        atomic_write_bytes(doc, updated.encode())
-    click.echo(f"{doc}: benchmark tables {'rewritten' if updated != text else 'already up to date'}")
+        sys.exit(1 if stale else 0)
+    for path in (doc, readme):
+        click.echo(f"{path}: benchmark figures {'rewritten' if path in stale else 'already up to date'}")
 
 
 if __name__ == "__main__":

@@ -57,10 +57,29 @@ def test_doc_sections_are_replaced_between_their_markers():
     assert out.startswith("Intro.") and out.endswith("Outro.\n")
     with pytest.raises(readme.ReadmeError, match="benchmarks.render:start"):
         readme.replace_sections("no markers", {"render": "x"})
-    # The shipped docs/benchmarks.md has both pairs of markers, and its tables are what the results give.
-    readme.replace_sections((ROOT / "docs" / "benchmarks.md").read_text(), {"render": "x", "train": "y"})
+    # The shipped docs/benchmarks.md and README have their markers, and the text there is what the results give.
+    readme.replace_sections((ROOT / "docs" / "benchmarks.md").read_text(), {"render": "x", "train": "y", "remote": "z"})
+    readme.replace_sections((ROOT / "README.md").read_text(), {"remote-summary": "x"})
     r = CliRunner().invoke(readme.main, ["--doc", str(ROOT / "docs" / "benchmarks.md"), "--check"])
     assert r.exit_code == 0, r.output
+
+
+def test_remote_measurement_restores_every_unchanged_stage_and_the_docs_quote_it():
+    """The committed full-size run of `python -m benchmarks.remote`: a fresh clone with the remote ran no
+    stage after no change or a README change and only `evaluate` after an evaluation change."""
+    record = json.loads((ROOT / "benchmarks" / "results" / "remote.json").read_text())
+    r = record["results"]
+    stages = subprocess.run(
+        [sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.split()
+    assert sorted(r["full_repro"]["stages_run"]) == sorted(stages)  # every stage of dvc.yaml, from scratch
+    assert r["nothing_changed"]["stages_run"] == [] and r["readme_changed"]["stages_run"] == []
+    assert r["evaluation_code_changed"]["stages_run"] == ["evaluate"]
+    assert r["evaluation_code_changed"]["seconds"] < r["full_repro"]["seconds"] / 3
+    table, sentence = readme.remote_section(record), readme.remote_summary(record)
+    for key in ("full_repro", "nothing_changed", "evaluation_code_changed"):
+        assert readme.minutes(r[key]["seconds"]) in table and readme.minutes(r[key]["seconds"]) in sentence
+    assert "| pull request, the evaluation's code alone" in table and "| `evaluate` |" in table
 
 
 def test_doc_without_results_says_which_file(tmp_path):
