@@ -134,6 +134,52 @@ def _mount(*args: str, tries: int = 1) -> None:
         pytest.skip(f"cannot mount here (mount {' '.join(args)}: {r.stderr.strip()[:120]})")
 
 
+class ReadOnlyLater:
+    """An output folder a test makes read-only mid-run: as root a bind mount of the folder on itself,
+    remounted read-only (chmod does not stop root); otherwise chmod of the folder and ``subfolders``."""
+
+    def __init__(self, out: Path, *subfolders: str):
+        self.out, self.folders = out, [out, *(out / s for s in subfolders)]
+        self.as_root = os.geteuid() == 0
+        self.error = "Read-only file system" if self.as_root else "Permission denied"
+
+    def __enter__(self) -> ReadOnlyLater:
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.as_root:
+            _mount("--bind", str(self.out), str(self.out))
+        return self
+
+    def freeze(self) -> None:
+        if self.as_root:
+            _mount("-o", "remount,bind,ro", str(self.out), tries=50)
+        else:
+            for d in self.folders:
+                d.chmod(0o555)
+
+    def thaw(self) -> None:
+        if self.as_root:
+            _mount("-o", "remount,bind,rw", str(self.out))
+        else:
+            for d in self.folders:
+                d.chmod(0o755)
+
+    def __exit__(self, *exc) -> None:
+        if self.as_root:
+            subprocess.run(["umount", "--lazy", str(self.out)], check=False)
+
+
+def frozen_mid_run(proc: subprocess.Popen, first: Path, folder: ReadOnlyLater) -> tuple[int, str]:
+    """Wait for ``first`` to be written, make the folder read-only, and let the command end."""
+    try:
+        wait_for(first, proc)
+        folder.freeze()
+    except BaseException:  # a skip too: the command must not outlive the test
+        proc.kill()
+        proc.wait()
+        raise
+    return finish(proc)
+
+
 @pytest.mark.slow
 def test_render_disk_full_half_way_leaves_whole_shards_and_rerun_is_identical(reference, tmp_path):
     """A small tmpfs as the output folder: ENOSPC part way through a shard or sidecar write."""
@@ -161,39 +207,18 @@ def test_render_disk_full_half_way_leaves_whole_shards_and_rerun_is_identical(re
 @pytest.mark.slow
 def test_render_output_made_read_only_mid_run_stops_in_one_line_and_rerun_is_identical(reference, tmp_path):
     out = tmp_path / "azimuth"
-    out.mkdir()
-    root = os.geteuid() == 0  # chmod does not stop root: a read-only bind mount does
-    if root:
-        _mount("--bind", str(out), str(out))
-    try:
-        proc = start(render_cmd(out))
-        try:
-            wait_for(out / "shard-00002.json", proc)
-            if root:
-                _mount("-o", "remount,bind,ro", str(out), tries=50)
-            else:
-                out.chmod(0o555)
-        except BaseException:  # a skip too: the render must not outlive the test
-            proc.kill()
-            proc.wait()
-            raise
-        rc, err = finish(proc)
+    with ReadOnlyLater(out) as folder:
+        rc, err = frozen_mid_run(start(render_cmd(out)), out / "shard-00002.json", folder)
         assert rc == 1
-        one_line(err, str(out), "Read-only file system" if root else "Permission denied")
+        one_line(err, str(out), folder.error)
         assert 3 <= len(list(out.glob("shard-*.npz"))) < N
-        if root:
-            _mount("-o", "remount,bind,rw", str(out))
-        else:
-            out.chmod(0o755)
+        folder.thaw()
         # No temporary file; the lock file could not be removed while read-only: the rerun takes it over.
         assert [p.name for p in out.glob(".*")] in ([], [".render-0of1.lock"])
         rc, err = run(render_cmd(out))
         assert rc == 0, err
         no_partial_files(out)
         same_files(out, reference)
-    finally:
-        if root:
-            subprocess.run(["umount", "--lazy", str(out)], check=False)
 
 
 @pytest.mark.slow
@@ -457,42 +482,19 @@ def test_fit_write_failing_with_efbig_stops_in_one_line_and_rerun_is_identical(t
 def test_fit_output_made_read_only_mid_run_stops_in_one_line_and_rerun_is_identical(tiny_eval, fitted, tmp_path):
     root, _ = tiny_eval
     out = tmp_path / "fits"
-    out.mkdir()
-    as_root = os.geteuid() == 0  # chmod does not stop root: a read-only bind mount does
-    if as_root:
-        _mount("--bind", str(out), str(out))
-    try:
-        proc = start(fit_cmd(root, out))
-        try:
-            first = out / "results" / min(p.name for p in (fitted / "results").iterdir())
-            wait_for(first, proc)
-            if as_root:
-                _mount("-o", "remount,bind,ro", str(out), tries=50)
-            else:
-                for d in (out, out / "results", out / "images"):
-                    d.chmod(0o555)
-        except BaseException:  # a skip too: the fit must not outlive the test
-            proc.kill()
-            proc.wait()
-            raise
-        rc, err = finish(proc)
+    first = out / "results" / min(p.name for p in (fitted / "results").iterdir())
+    with ReadOnlyLater(out, "results", "images") as folder:
+        rc, err = frozen_mid_run(start(fit_cmd(root, out)), first, folder)
         assert rc == 1
-        one_line(err, str(out), "Read-only file system" if as_root else "Permission denied")
+        one_line(err, str(out), folder.error)
         assert 1 <= len(list((out / "results").glob("*.json"))) < FIT_IMAGES
-        if as_root:
-            _mount("-o", "remount,bind,rw", str(out))
-        else:
-            for d in (out, out / "results", out / "images"):
-                d.chmod(0o755)
+        folder.thaw()
         no_partial_files(out)
         rc, err = run(fit_cmd(root, out))
         assert rc == 0, err
         assert "images already fitted" in err  # the results written before the fault are kept
         no_partial_files(out)
         same_fit(out, fitted)
-    finally:
-        if as_root:
-            subprocess.run(["umount", "--lazy", str(out)], check=False)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
