@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks.remote import EVAL_CODE
 from render.atomic import atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ def _ran(step: dict) -> str:
 
 REMOTE_ROWS = {
     "nothing_changed": "nothing changed",
-    "evaluation_code_changed": "the evaluation's code alone (`pipeline/evaluation/encode.py`)",
+    "evaluation_code_changed": f"the evaluation's code alone (`{EVAL_CODE}`)",
     "readme_changed": "README alone",
 }
 

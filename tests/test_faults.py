@@ -462,10 +462,15 @@ def fitted(tiny_eval, tmp_path_factory) -> Path:
     return out
 
 
+def first_fitted(fitted: Path) -> Path:
+    """The result the fit writes first (images are fitted in name order)."""
+    return min((fitted / "results").glob("*.json"))
+
+
 def test_fit_write_failing_with_efbig_stops_in_one_line_and_rerun_is_identical(tiny_eval, fitted, tmp_path):
     root, _ = tiny_eval
     out = tmp_path / "fits"
-    first = min((fitted / "results").glob("*.json"))
+    first = first_fitted(fitted)
     limit = first.stat().st_size // 2  # the pictures go through, the first image's result is cut half-way
     assert limit > max(p.stat().st_size for p in (fitted / "images").glob("*.png"))
     rc, err = run(fit_cmd(root, out), limit=limit)
@@ -482,7 +487,7 @@ def test_fit_write_failing_with_efbig_stops_in_one_line_and_rerun_is_identical(t
 def test_fit_output_made_read_only_mid_run_stops_in_one_line_and_rerun_is_identical(tiny_eval, fitted, tmp_path):
     root, _ = tiny_eval
     out = tmp_path / "fits"
-    first = out / "results" / min(p.name for p in (fitted / "results").iterdir())
+    first = out / "results" / first_fitted(fitted).name
     with ReadOnlyLater(out, "results", "images") as folder:
         rc, err = frozen_mid_run(start(fit_cmd(root, out)), first, folder)
         assert rc == 1
@@ -502,7 +507,7 @@ def test_fit_stops_cleanly_on_a_signal_and_rerun_is_identical(tiny_eval, fitted,
     root, _ = tiny_eval
     out = tmp_path / "fits"
     proc = start(fit_cmd(root, out))
-    wait_for(out / "results" / min(p.name for p in (fitted / "results").iterdir()), proc)
+    wait_for(out / "results" / first_fitted(fitted).name, proc)
     proc.send_signal(signum)
     rc, err = finish(proc)
     assert rc == 128 + signum
