@@ -46,6 +46,9 @@ class ModelConfig:
     resolution: int = 64  # image height = width in pixels; set from the data
     channels: int = 1  # image channels (greyscale)
     filters: tuple[int, ...] = (32, 32, 32)  # encoder conv filters, one 2x2 max-pool each; paper 96, 64, 32
+    # The encoder's own filters when they differ from `filters` (as many; the decoder still mirrors `filters`):
+    # the encoder costs a fraction of the decoder's 7x7 convolutions, so it can widen cheaply. Empty: `filters`.
+    encoder_filters: tuple[int, ...] = ()
     enc_kernel: int = 5  # encoder conv kernel (paper 5x5)
     dec_kernel: int = 7  # decoder conv kernel, odd (paper 7x7)
     latent: int = 32  # latent dimensions (paper 200)
@@ -62,6 +65,11 @@ class ModelConfig:
     def norm_groups_for(self, channels: int) -> int:
         """GroupNorm groups of a layer with this many channels: norm_groups, or one per channel when fewer."""
         return min(self.norm_groups, channels)
+
+    @property
+    def encoder_widths(self) -> tuple[int, ...]:
+        """The encoder's conv filters: encoder_filters, or filters when it is empty."""
+        return self.encoder_filters or self.filters
 
     @property
     def feature_size(self) -> int:
@@ -101,6 +109,16 @@ class ModelConfig:
         for f in self.filters:
             _positive_int("filters", f)
             _at_most("filters", f, MAX_WIDTH, "a layer's weights grow with its square")
+        if not isinstance(self.encoder_filters, tuple):
+            raise ConfigError(f"encoder_filters must be a list of positive integers, got {self.encoder_filters!r}")
+        if self.encoder_filters and len(self.encoder_filters) != len(self.filters):
+            raise ConfigError(
+                f"encoder_filters has {len(self.encoder_filters)} entries but filters has {len(self.filters)}: "
+                "one per 2x2 pooling, as many as the decoder mirrors (or [] to use filters)"
+            )
+        for f in self.encoder_filters:
+            _positive_int("encoder_filters", f)
+            _at_most("encoder_filters", f, MAX_WIDTH, "a layer's weights grow with its square")
         _at_most("latent", self.latent, MAX_WIDTH, "the paper's code has 200")
         if self.group_sizes["intrinsic"] < 1:
             raise ConfigError(f"latent ({self.latent}) must exceed z_azimuth + z_elevation + z_light")
@@ -113,7 +131,7 @@ class ModelConfig:
         _choice("norm", self.norm, ("none", "group"))
         _positive_int("norm_groups", self.norm_groups)
         if self.norm == "group":  # GroupNorm needs its groups to divide the channels of every layer
-            for f in self.filters:
+            for f in (*self.filters, *self.encoder_filters):
                 if f % self.norm_groups_for(f):
                     raise ConfigError(f"norm_groups ({self.norm_groups}) must divide every filter count, not {f}")
         return self
@@ -121,12 +139,14 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["filters"] = list(self.filters)
+        d["encoder_filters"] = list(self.encoder_filters)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         d["filters"] = tuple(d["filters"])
+        d["encoder_filters"] = tuple(d.get("encoder_filters", ()))  # checkpoints from before the option: ()
         return cls(**d).validate()
 
 
@@ -379,8 +399,9 @@ def config_from_params(params: dict, overrides: tuple[str, ...] = (), where: str
             raise ConfigError(f"{where}: {dotted(key)} is missing")
 
     model_kw = {k: values[k] for k in MODEL_PARAMS}
-    if isinstance(model_kw["filters"], list):
-        model_kw["filters"] = tuple(model_kw["filters"])
+    for k in ("filters", "encoder_filters"):
+        if isinstance(model_kw[k], list):
+            model_kw[k] = tuple(model_kw[k])
     train_kw = {k: values[k] for k in TRAIN_PARAMS}
     # YAML ints are fine where a float is expected (lr: 1 means 1.0).
     for k in FLOAT_TRAIN_PARAMS:

@@ -53,14 +53,14 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         layers, c = [], cfg.channels
-        for f in cfg.filters:
+        for f in cfg.encoder_widths:
             layers += [*_conv_block(cfg, c, f, cfg.enc_kernel), nn.MaxPool2d(2)]
             c = f
         self.convs = nn.Sequential(*layers)
         self.fc = nn.Linear(c * cfg.feature_size**2, 2 * cfg.latent)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.convs(x)  # (N, F_last, S, S)
+        h = self.convs(x)  # (N, E_last, S, S), E = encoder_widths
         h = self.fc(h.flatten(1))  # (N, 2D)
         mu, logvar = h.float().chunk(2, dim=1)  # (N, D) each, fp32 even under autocast
         return mu, logvar
