@@ -65,6 +65,12 @@ def test_overrides():
             "train.norm_groups (8) must divide every filter count, not 20",
         ),
         ({"dec_kernel": 6}, "train.dec_kernel must be odd, got 6"),
+        ({"encoder_filters": [64, 32]}, "train.encoder_filters has 2 entries but filters has 3"),
+        ({"encoder_filters": [64, 0, 32]}, "train.encoder_filters must be a positive integer, got 0"),
+        (
+            {"norm": "group", "norm_groups": 8, "encoder_filters": [64, 20, 32]},
+            "train.norm_groups (8) must divide every filter count, not 20",
+        ),
         ({"filters": [32, 0]}, "train.filters must be a positive integer, got 0"),
         ({"filters": []}, "train.filters must be a non-empty list"),
         ({"lr": 0}, "train.lr must be a positive number, got 0"),

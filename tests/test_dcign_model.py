@@ -247,3 +247,21 @@ def test_own_recon_trains_the_decoder_only_on_each_images_own_code(active):
         else:
             assert torch.allclose(got[n], paper[n] + p.grad, rtol=1e-4, atol=1e-6), n
     assert torch.equal(out.logits, model(x, active=active, invariance=lam, eps=eps).logits)  # clamped path unchanged
+
+
+def test_encoder_filters_widen_the_encoder_only():
+    base = ModelConfig(resolution=16, filters=(4, 4, 4), latent=8)
+    wide = ModelConfig(resolution=16, filters=(4, 4, 4), encoder_filters=(16, 8, 8), latent=8).validate()
+    convs = [m for m in DCIGN(wide).encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [16, 8, 8]
+    assert DCIGN(wide).encoder.fc.in_features == 8 * wide.feature_size**2
+    # The decoder is the one of `filters`, parameter for parameter.
+    assert {k: v.shape for k, v in DCIGN(wide).decoder.state_dict().items()} == {
+        k: v.shape for k, v in DCIGN(base).decoder.state_dict().items()
+    }
+    # Empty: the encoder of `filters`; a config from before the option (no key) reads as empty.
+    assert base.encoder_widths == (4, 4, 4)
+    d = wide.to_dict()
+    assert ModelConfig.from_dict(d) == wide
+    del d["encoder_filters"]
+    assert ModelConfig.from_dict(d).encoder_filters == ()

@@ -443,3 +443,11 @@ def test_decoder_phase_resumes_exactly_and_refuses_another_length(data, tmp_path
         train(replace(cfg, steps=8), data, tmp_path / "out", resume=True)
     train(cfg, data, tmp_path / "out", resume=True)
     assert same_weights(tmp_path / "out", tmp_path / "straight")
+
+
+def test_encoder_filters_survive_the_checkpoint(data, tmp_path):
+    cfg = tiny(steps=2, checkpoint_every=2, model=ModelConfig(filters=(4, 4, 4), encoder_filters=(8, 8, 4), latent=8))
+    train(cfg, data, tmp_path / "out")
+    model, mcfg, _ = load_model(tmp_path / "out")
+    assert mcfg.encoder_filters == (8, 8, 4)
+    assert [m.out_channels for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 8, 4]

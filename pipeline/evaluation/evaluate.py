@@ -43,7 +43,7 @@ from render.vocabulary import FACTORS, GRID, RECOGNITION, SWEEPS
 OUTPUTS = ("latents", "calibration", "plots/scatter", "plots/images", "metrics.json")
 
 
-def _flat_images(d: RenderedDataset) -> np.ndarray:
+def flat_images(d: RenderedDataset) -> np.ndarray:
     if d.images.ndim == 5:
         raise ShardError("evaluation needs greyscale renders (render.colour: grey)")
     return d.images.reshape(-1, d.resolution, d.resolution)
@@ -61,14 +61,7 @@ def score_model(model, method: str, data: dict, cfg: S.EvalConfig) -> tuple[dict
     grouped = method in GROUPED_METHODS
     coords = S.factor_latents(grouped, model.groups, mu_t, test)
     groups = S.index_groups(coords, mu_t.shape[1])
-    codes = mu_t.reshape(test.n_batches, test.batch_size, -1)
-    sweeps = {
-        f: (codes[test.sweep == f].reshape(-1, codes.shape[-1]), test.factor(f)[test.sweep == f].ravel())
-        for f in FACTORS
-    }
-    flat = data["grid_flat"]  # the grid spans each factor's rendered range, ends included
-    spans = {f: (float(flat[f].min()), float(flat[f].max())) for f in FACTORS}
-    calib = C.fit({f: v for f, v in sweeps.items() if len(v[1])}, {f: coords[f]["latents"] for f in FACTORS}, spans)
+    calib = S.calibrate(mu_t, test, coords, data["grid_flat"])
 
     recon = decode(model, mu_t, cfg.encode_batch)
     r: dict = {"method": method}
@@ -116,7 +109,7 @@ def traversal(model, mu_row: np.ndarray, coords: dict, mu_all: np.ndarray, steps
     return np.stack(rows)
 
 
-def _expect_sweeps(option: str, dirs, allowed: tuple[str, ...]):
+def expect_sweeps(option: str, dirs, allowed: tuple[str, ...]):
     """The datasets given to ``option``, which must hold only ``allowed`` sweeps.
 
     An azimuth sweep passed as the grid loads fine but has none of the grid's layout; checked
@@ -133,10 +126,10 @@ def _expect_sweeps(option: str, dirs, allowed: tuple[str, ...]):
 
 def load_data(test_dirs, grid_dir, recognition_dir, train_dirs, cfg: S.EvalConfig) -> dict:
     """The held-out sets (and the training images for the mean-image reference), flattened once."""
-    test = _expect_sweeps("--test", test_dirs, SWEEPS)
-    grid = _expect_sweeps("--grid", [grid_dir], (GRID,))
-    recog = _expect_sweeps("--recognition", [recognition_dir], (RECOGNITION,))
-    train = _expect_sweeps("--train", train_dirs, SWEEPS)
+    test = expect_sweeps("--test", test_dirs, SWEEPS)
+    grid = expect_sweeps("--grid", [grid_dir], (GRID,))
+    recog = expect_sweeps("--recognition", [recognition_dir], (RECOGNITION,))
+    train = expect_sweeps("--train", train_dirs, SWEEPS)
     res = {d.resolution for d in (test, grid, recog, train)}
     if len(res) != 1:
         raise ShardError(f"test, grid, recognition and training data disagree on the resolution ({sorted(res)})")
@@ -148,14 +141,14 @@ def load_data(test_dirs, grid_dir, recognition_dir, train_dirs, cfg: S.EvalConfi
         "grid": grid,
         "recognition": recog,
         "resolution": res.pop(),
-        "test_images": _flat_images(test),
-        "grid_images": _flat_images(grid),
-        "recognition_images": _flat_images(recog),
+        "test_images": flat_images(test),
+        "grid_images": flat_images(grid),
+        "recognition_images": flat_images(recog),
         "grid_idx": idx,
         "grid_sizes": sizes,
         "grid_flat": flat,
         "recognition_split": S.recognition_split(recog),
-        "mean_image": S.MeanImage(_flat_images(train), train_factors, ranges, cfg.mean_image_neighbours),
+        "mean_image": S.MeanImage(flat_images(train), train_factors, ranges, cfg.mean_image_neighbours),
     }
 
 

@@ -88,6 +88,17 @@ def index_groups(coords: dict, latent_dim: int) -> dict[str, np.ndarray]:
     return {**{f: coords[f]["latents"] for f in FACTORS}, "intrinsic": rest}
 
 
+def calibrate(mu_test: np.ndarray, test: RenderedDataset, coords: dict, grid_flat: dict) -> C.Calibration:
+    """Each factor's latent <-> angle calibration from the test sweeps' codes (N, D), spanning the grid's range."""
+    codes = mu_test.reshape(test.n_batches, test.batch_size, -1)
+    sweeps = {
+        f: (codes[test.sweep == f].reshape(-1, codes.shape[-1]), test.factor(f)[test.sweep == f].ravel())
+        for f in FACTORS
+    }
+    spans = {f: (float(grid_flat[f].min()), float(grid_flat[f].max())) for f in FACTORS}  # ends included
+    return C.fit({f: v for f, v in sweeps.items() if len(v[1])}, {f: coords[f]["latents"] for f in FACTORS}, spans)
+
+
 # --- test sweeps ------------------------------------------------------------------------------------
 def reconstruction_scores(x: np.ndarray, recon: np.ndarray, identity: np.ndarray, cfg: EvalConfig) -> dict:
     """MSE, PSNR (with a 95% interval over identities) and SSIM of decode(encode(x)) on the test images."""
@@ -253,6 +264,36 @@ class MeanImage:
 REFERENCES = ("input", "reconstruction", "mean_image", "truth_code")  # besides the edit itself
 
 
+def rerender_plans(idx: np.ndarray, sizes: list[int], pairs: int, seed: int) -> list[tuple]:
+    """Per factor, ``pairs`` (source rows, target index of the factor, target grid keys (P, 4)) on the grid.
+
+    Each source is a random grid image; its target is the same image with that factor moved to
+    another of its grid values (drawn uniformly among the others).
+    """
+    rng = np.random.default_rng(seed + 1)
+    plans = []
+    for k in range(1, len(FACTORS) + 1):
+        src = rng.integers(len(idx), size=pairs)
+        n = max(sizes[k], 2)  # a one-valued factor is skipped by the callers; n keeps the draws well defined
+        tgt_val = (idx[src, k] + rng.integers(1, n, size=len(src))) % max(sizes[k], 1)  # another angle
+        keys = idx[src].copy()
+        keys[:, k] = tgt_val
+        plans.append((src, tgt_val, keys))
+    return plans
+
+
+def candidate_rows(lookup: dict, keys: np.ndarray, n_id: int) -> np.ndarray:
+    """(P, identities) grid rows of every identity at each pair's target factors (the identification gallery)."""
+    return np.array([[lookup[(c, *map(int, key[1:]))] for c in range(n_id)] for key in keys])
+
+
+def edit_codes(mu_source: np.ndarray, cal: C.FactorCalibration, angles: np.ndarray) -> np.ndarray:
+    """The paper's edit: (P, D) source codes with the factor's latents set to the calibrated code of (P,) angles."""
+    edited = np.asarray(mu_source, dtype=np.float64).copy()
+    edited[:, cal.latents] = cal.code(angles)
+    return edited
+
+
 def rerender_scores(
     decode: Callable[[np.ndarray], np.ndarray],
     images: np.ndarray,
@@ -275,19 +316,11 @@ def rerender_scores(
     chance (1 / identities). ``psnr_margin`` is the edit's PSNR minus the best of input,
     reconstruction and mean image.
     """
-    rng = np.random.default_rng(cfg.seed + 1)
     lookup = {tuple(r): i for i, r in enumerate(idx)}
     n_id = sizes[0]
     x = images.astype(np.float32) / 255.0
     angles = np.stack([flat[f] for f in FACTORS], axis=1)  # (N, 3)
-    plans = []  # per factor: source rows, target values of the factor, target grid keys
-    for k in range(1, len(FACTORS) + 1):
-        src = rng.integers(len(mu), size=cfg.rerender_pairs)
-        n = max(sizes[k], 2)  # a one-valued factor is skipped below; n keeps the draws well defined
-        tgt_val = (idx[src, k] + rng.integers(1, n, size=len(src))) % max(sizes[k], 1)  # another angle
-        keys = idx[src].copy()
-        keys[:, k] = tgt_val
-        plans.append((src, tgt_val, keys))
+    plans = rerender_plans(idx, sizes, cfg.rerender_pairs, cfg.seed)
     # Decode each grid code once: the sources' reconstructions and the targets' decode(mu_truth).
     rows = np.unique(np.concatenate([p[0] for p in plans] + [[lookup[tuple(r)] for r in p[2]] for p in plans]))
     recon_all = np.zeros((len(mu), *images.shape[1:]), np.float32)
@@ -298,11 +331,9 @@ def rerender_scores(
             continue
         cal = calibration[f]
         values = np.unique(flat[f])  # the grid's angles of this factor, ascending (= index order)
-        target_code = cal.code(values)  # (sizes[k], d)
         src, tgt_val, keys = plans[k - 1]
         tgt = np.array([lookup[tuple(r)] for r in keys])
-        edited = mu[src].astype(np.float64).copy()
-        edited[:, cal.latents] = target_code[tgt_val]
+        edited = edit_codes(mu[src], cal, values[tgt_val])
         truth = x[tgt]
         shown = {
             "edit": decode(edited.astype(np.float32)),
@@ -311,10 +342,7 @@ def rerender_scores(
             "mean_image": mean_image(angles[tgt]),
             "truth_code": recon_all[tgt],
         }
-        cand_rows = np.array(
-            [[lookup[(c, *map(int, keys[n, 1:]))] for c in range(n_id)] for n in range(len(src))]
-        )  # (P, identities): every identity at the target factors
-        candidates = x[cand_rows]
+        candidates = x[candidate_rows(lookup, keys, n_id)]
         true_id = idx[src, 0]
         clusters = idx[src, 0]
         scores = {}
