@@ -210,18 +210,21 @@ def main(params_path, model_specs, test_dirs, grid_dir, refine_steps, json_path)
     except (ParamsError, ShardError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     data = {"test": test, "grid": grid, "test_images": flat_images(test), "grid_images": flat_images(grid)}
-    torch.set_num_threads(1)  # the same bits on any machine's core count
-    results = {}
+    models = {}  # every checkpoint read before the first one is scored: a bad one fails at once
     for spec in model_specs:
         name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise click.BadParameter(f"expected NAME=DIR, got {spec!r}", param_hint="--model")
+        if not sep or not name or not path or name in models:
+            raise click.BadParameter(f"expected NAME=DIR with a new NAME, got {spec!r}", param_hint="--model")
         try:
             model, _, info = load_model(Path(path))
+            models[name] = (model, trained_method(info, path))
         except CheckpointError as e:
             raise click.ClickException(f"--model {spec}: {e}") from None
+    torch.set_num_threads(1)  # the same bits on any machine's core count
+    results = {}
+    for name, (model, method) in models.items():
         with threadpool_limits(1):
-            results[name] = edit_anatomy(model, trained_method(info), data, cfg, refine_steps)
+            results[name] = edit_anatomy(model, method, data, cfg, refine_steps)
         click.echo(
             f"{name}: "
             + "; ".join(
