@@ -41,7 +41,6 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline import metrics as M
 from pipeline.evaluation import calibration as C
 from pipeline.evaluation import scoring as S
 from render.atomic import atomic_write_json
@@ -137,17 +136,13 @@ def edit_anatomy(model, method: str, data: dict, cfg: S.EvalConfig, refine_steps
             **{name: decode(model, z.astype(np.float32), cfg.encode_batch) for name, z in codes.items()},
         }
         truth, candidates, true_id = x[tgt], x[S.candidate_rows(lookup, keys, sizes[0])], idx[src, 0]
-        rows = {}
-        for name in ROWS:
-            ident = M.identity_preservation(shown[name], candidates, true_id)
-            ci = M.bootstrap_mean(ident["correct"].astype(float), true_id, cfg.bootstrap, cfg.seed)
-            mse = float(((shown[name] - truth) ** 2).mean())
-            rows[name] = {
-                "identity": ident["top1"],
-                "identity_lo": ci["lo"],
-                "identity_hi": ci["hi"],
-                "psnr": -10 * np.log10(mse),
+        rows = {
+            name: {
+                **S.identity_kept(shown[name], candidates, true_id, cfg),
+                "psnr": -10 * np.log10(float(((shown[name] - truth) ** 2).mean())),
             }
+            for name in ROWS
+        }
         out["factors"][f] = {**rows, "identity_chance": 1.0 / sizes[0], "pairs": int(len(src))}
     return out
 
@@ -210,14 +205,14 @@ def main(params_path, model_specs, test_dirs, grid_dir, refine_steps, json_path)
     except (ParamsError, ShardError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     data = {"test": test, "grid": grid, "test_images": flat_images(test), "grid_images": flat_images(grid)}
-    models = {}  # every checkpoint read before the first one is scored: a bad one fails at once
+    models, paths = {}, {}  # every checkpoint read before the first one is scored: a bad one fails at once
     for spec in model_specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path or name in models:
             raise click.BadParameter(f"expected NAME=DIR with a new NAME, got {spec!r}", param_hint="--model")
         try:
             model, _, info = load_model(Path(path))
-            models[name] = (model, trained_method(info, path))
+            models[name], paths[name] = (model, trained_method(info, path)), path
         except CheckpointError as e:
             raise click.ClickException(f"--model {spec}: {e}") from None
     torch.set_num_threads(1)  # the same bits on any machine's core count
@@ -237,7 +232,7 @@ def main(params_path, model_specs, test_dirs, grid_dir, refine_steps, json_path)
         json_path,
         {
             "date": dt.date.today().isoformat(),
-            "models": {k: str(v) for k, v in (s.split("=", 1) for s in model_specs)},
+            "models": paths,
             "results": results,
         },
     )

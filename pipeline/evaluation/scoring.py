@@ -287,6 +287,14 @@ def candidate_rows(lookup: dict, keys: np.ndarray, n_id: int) -> np.ndarray:
     return np.array([[lookup[(c, *map(int, key[1:]))] for c in range(n_id)] for key in keys])
 
 
+def identity_kept(images: np.ndarray, candidates: np.ndarray, true_id: np.ndarray, cfg: EvalConfig) -> dict:
+    """``identity`` (rank-1 identification among the candidates) with its cluster-bootstrap interval over the
+    source identities ``true_id``: ``identity_lo``, ``identity_hi``."""
+    ident = M.identity_preservation(images, candidates, true_id)
+    ci = M.bootstrap_mean(ident["correct"].astype(float), true_id, cfg.bootstrap, cfg.seed)
+    return _with_ci("identity", {"mean": ident["top1"], "lo": ci["lo"], "hi": ci["hi"]})
+
+
 def edit_codes(mu_source: np.ndarray, cal: C.FactorCalibration, angles: np.ndarray) -> np.ndarray:
     """The paper's edit: (P, D) source codes with the factor's latents set to the calibrated code of (P,) angles."""
     edited = np.asarray(mu_source, dtype=np.float64).copy()
@@ -343,22 +351,19 @@ def rerender_scores(
             "truth_code": recon_all[tgt],
         }
         candidates = x[candidate_rows(lookup, keys, n_id)]
-        true_id = idx[src, 0]
-        clusters = idx[src, 0]
+        true_id = clusters = idx[src, 0]  # the identities are the bootstrap's clusters
         scores = {}
         for name, img in shown.items():
             mse_i = ((img - truth) ** 2).reshape(len(src), -1).mean(axis=1)
             psnr_ci = M.cluster_bootstrap(
                 lambda w, m=mse_i: _psnr(np.sum(w * m) / np.sum(w)), clusters, cfg.bootstrap, cfg.seed
             )
-            ident = M.identity_preservation(img, candidates, true_id)
-            id_ci = M.bootstrap_mean(ident["correct"].astype(float), clusters, cfg.bootstrap, cfg.seed)
             scores[name] = {
                 "psnr": _psnr(mse_i.mean()),
                 "psnr_lo": psnr_ci["lo"],
                 "psnr_hi": psnr_ci["hi"],
                 "ssim": M.ssim(img, truth),
-                **_with_ci("identity", {"mean": ident["top1"], "lo": id_ci["lo"], "hi": id_ci["hi"]}),
+                **identity_kept(img, candidates, true_id, cfg),
             }
         best_ref = max(scores[r]["psnr"] for r in ("input", "reconstruction", "mean_image"))
         out[f] = {**scores, "psnr_margin": scores["edit"]["psnr"] - best_ref, "identity_chance": 1.0 / n_id}
