@@ -181,6 +181,11 @@ class TrainConfig:
     # batch with their own active group (the edit that re-rendering makes): the decoder learns to
     # draw the target pose from a code whose intrinsic group still carries the source's. 0: own code.
     decoder_swap: float = 0.0
+    # Weight of the edit term of the clamped steps: an edit_share of each sweep batch's images is also
+    # reconstructed from the code that re-rendering makes (its own active group, another image's
+    # other groups, posterior means), the gradient reaching encoder and decoder. 0 is the paper (a deviation).
+    edit_recon: float = 0.0
+    edit_share: float = 0.25  # share of a sweep batch's images the edit term decodes (each from a random other image)
     # Relative frequency of batch types per latent group (paper ~1:1:1:10); groups absent from the data are skipped.
     sweep_ratio: dict[str, float] = field(
         default_factory=lambda: {"azimuth": 1.0, "elevation": 1.0, "light": 1.0, "intrinsic": 3.0}
@@ -222,6 +227,8 @@ class TrainConfig:
         _nonneg_float("own_recon", self.own_recon)
         _nonneg_int("decoder_steps", self.decoder_steps)
         _fraction("decoder_swap", self.decoder_swap)
+        _nonneg_float("edit_recon", self.edit_recon)
+        _fraction("edit_share", self.edit_share)
         if self.decoder_swap > 0 and self.decoder_steps == 0:
             raise ConfigError("decoder_swap applies to the decoder phase: set decoder_steps above 0 too")
         if self.decoder_steps >= self.steps:

@@ -9,8 +9,9 @@ The entangled baselines draw B random images from anywhere instead, with no acti
 Ada-GVAE (``pairs``) takes one render batch of a group, shuffled, as pairs ``(i, i + B/2)`` of
 images that share every factor but the swept one, with no active group (an odd last image is
 left out). FactorVAE's per-dimension permutations (``permutations``) are drawn after the noise,
-and the decoder phase's swap partners (``swap``: the share of images given another image of the
-batch as partner) after those, so that neither changes the draws before it.
+and the swap partners after those (``edit``: the share of images given another image of the batch
+as partner in the clamped steps before ``edit_until``; ``swap``: in the decoder phase after them),
+so that neither changes the draws before it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Slot:
     active: str | None  # active latent group; None for the entangled baseline
     eps: np.ndarray  # (B, D) float32 reparameterisation noise
     perm: np.ndarray | None = None  # (B, D) int64: column d of the code is permuted by perm[:, d] (FactorVAE)
-    partner: np.ndarray | None = None  # (B,) int64: whose inactive groups image i is decoded with (decoder phase)
+    partner: np.ndarray | None = None  # (B,) int64: whose inactive groups image i is decoded with (edit, decoder phase)
 
 
 class TrainingData:
@@ -82,10 +83,13 @@ class Schedule:
         pairs: bool = False,
         permutations: bool = False,
         swap: float = 0.0,
+        edit: float = 0.0,
+        edit_until: int = 0,
     ):
         """``entangled``: random images; ``pairs``: a shuffled render batch (see the module doc)."""
         self.data, self.seed, self.latent, self.entangled = data, seed, latent, entangled
         self.pairs, self.permutations, self.swap = pairs, permutations, swap
+        self.edit, self.edit_until = edit, edit_until
         self.by_group = {g: data.batch_indices(g) for g in GROUPS}
         present = [g for g in GROUPS if len(self.by_group[g]) and ratio.get(g, 0) > 0]
         if not entangled and not present:
@@ -110,9 +114,10 @@ class Schedule:
         eps = rng.standard_normal((n, self.latent), dtype=np.float32)
         perm = np.argsort(rng.random((n, self.latent)), axis=0) if self.permutations else None
         partner = None
-        if self.swap > 0 and active is not None:  # another image of the batch for a `swap` share of them
+        share = self.edit if step < self.edit_until else self.swap
+        if share > 0 and active is not None:  # another image of the batch for a `share` of them
             other = (np.arange(n) + rng.integers(1, n, size=n)) % n
-            partner = np.where(rng.random(n) < self.swap, other, np.arange(n))
+            partner = np.where(rng.random(n) < share, other, np.arange(n))
         return Slot(images=images, active=active, eps=eps, perm=perm, partner=partner)
 
     def slots(self, step: int, first: int, count: int) -> list[Slot]:

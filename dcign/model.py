@@ -95,6 +95,8 @@ class Output(NamedTuple):
     logvar: torch.Tensor  # (N, D)
     z: torch.Tensor  # (N, D) sampled code, before clamping
     own_logits: torch.Tensor | None = None  # (N, C, R, R) decoded from mu unclamped, its gradient to the decoder only
+    edit_logits: torch.Tensor | None = None  # (M, C, R, R) the edited codes of the images with a partner (edit_rows)
+    edit_rows: torch.Tensor | None = None  # (M,) which images of the batch edit_logits reconstruct
 
 
 class DCIGN(nn.Module):
@@ -137,18 +139,23 @@ class DCIGN(nn.Module):
         clamp_grad: str = "replace",
         clamp_to: str = "mean",
         own_recon: bool = False,
+        partner: torch.Tensor | None = None,
     ) -> Output:
         """Encode, sample (training) or take the mean (eval), clamp, decode.
 
-        ``active``: the batch's active group; the others are clamped to their batch mean
-        and pulled together with gradient ``invariance / N * (z - mean)`` (the gradient
+        ``active``: the batch's active group (None trains an ordinary VAE); the others are clamped to
+        their batch mean and pulled together with gradient ``invariance / N * (z - mean)`` (the gradient
         of ``invariance * 1/2 ||z - mean||^2`` per image in a batch-averaged loss); ``clamp_grad``
         ``replace`` discards their reconstruction gradient (the paper), ``mean`` keeps the batch
         mean's; ``clamp_to`` ``first`` clamps to the first image's code (the released code) instead of
         the mean. ``own_recon`` also decodes every image's own posterior mean, unclamped and detached
-        from the encoder (``Output.own_logits``). None trains an ordinary VAE. ``eps``: (N, D) noise; drawn when
-        None. ``pairs``: images ``i`` and ``i + N/2`` are a pair whose posteriors are averaged over the latents they are
-        inferred to share before sampling (Ada-GVAE); ``mu``, ``logvar`` are then the averaged ones.
+        from the encoder (``Output.own_logits``). ``partner`` (N,) names, for each image, the image of
+        the batch it is edited from: every image with a partner other than itself is also decoded from
+        the code re-rendering makes — its own active group, the partner's other groups, both posterior
+        means with their gradient — into ``Output.edit_logits`` (rows ``Output.edit_rows``).
+        ``eps``: (N, D) noise; drawn when None. ``pairs``: images ``i`` and ``i + N/2`` are a pair whose
+        posteriors are averaged over the latents they are inferred to share before sampling (Ada-GVAE);
+        ``mu``, ``logvar`` are then the averaged ones.
         """
         mu, logvar = self.encode(x)  # (N, D) each
         if pairs:
@@ -163,12 +170,18 @@ class DCIGN(nn.Module):
             return Output(self.decoder(z), mu, logvar, z)
         mask = self.clamp_mask(active)
         z_dec = clamp_to_batch_mean(z, mask, invariance / z.shape[0], clamp_grad == "mean", clamp_to)
-        if not own_recon:
-            return Output(self.decoder(z_dec), mu, logvar, z)
-        # One decoder pass over both codes: (2N, D) -> (2N, C, R, R), split into clamped and own. The own
-        # code is the mean, the code evaluation and editing decode: a sample's noise hid the face (c17).
-        logits, own_logits = self.decoder(torch.cat([z_dec, mu.detach()])).chunk(2)
-        return Output(logits, mu, logvar, z, own_logits)
+        # One decoder pass over every code: the clamped (N), the own (N) and the edited (M) codes. The
+        # own and edited codes are means, the codes evaluation and editing decode: a sample's noise hid the face (c17).
+        codes = [z_dec] + ([mu.detach()] if own_recon else [])
+        rows = None
+        if partner is not None:
+            rows = torch.nonzero(partner != torch.arange(len(partner), device=partner.device)).squeeze(1)  # (M,)
+            codes.append(torch.where(mask, mu[partner[rows]], mu[rows]))  # (M, D)
+        logits = self.decoder(torch.cat(codes) if len(codes) > 1 else z_dec)
+        n = z.shape[0]
+        own_logits = logits[n : 2 * n] if own_recon else None
+        edit_logits = logits[2 * n if own_recon else n :] if rows is not None else None
+        return Output(logits[:n], mu, logvar, z, own_logits, edit_logits, rows)
 
 
 def reconstruction_nll(cfg: ModelConfig, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +198,8 @@ def loss_terms(
     model: DCIGN, out: Output, x: torch.Tensor, active: str | None, kl_clamped: bool = True
 ) -> dict[str, torch.Tensor]:
     """Per-image reconstruction NLL, KL to N(0, I) and (unweighted) invariance penalty, averaged over the batch,
-    and ``own_recon``, the NLL of the images decoded from their own codes, when the forward pass made them.
+    and ``own_recon``, the NLL of the images decoded from their own codes, and ``edit_recon``, that of the
+    images decoded from their partner's code (0 when no image has one), when the forward pass made them.
 
     ``kl_clamped=False`` leaves the clamped latents of a sweep batch out of the KL, as the
     released code zeroed their whole gradient: within such a batch only the active group
@@ -204,4 +218,9 @@ def loss_terms(
     terms = {"recon": recon, "kl": kl, "invariance": inv}
     if out.own_logits is not None:
         terms["own_recon"] = reconstruction_nll(model.config, out.own_logits, x)
+    if out.edit_logits is not None:
+        rows = out.edit_rows
+        terms["edit_recon"] = (
+            reconstruction_nll(model.config, out.edit_logits, x[rows]) if len(rows) else out.logits.new_zeros(())
+        )
     return terms

@@ -81,7 +81,7 @@ def train_step(
     dataset_size: int = 1,
     critic: tuple[nn.Module, torch.optim.Optimizer] | None = None,
 ) -> list[float]:
-    """One optimizer step over this rank's batches (``Batch``; the partners unused); returns TERMS.
+    """One optimizer step over this rank's batches (``Batch``); returns TERMS.
 
     ``dataset_size``: images the batches are drawn from (beta-TCVAE's estimator); ``critic``:
     FactorVAE's discriminator and its optimizer, stepped with the model. The terms are averaged
@@ -95,7 +95,7 @@ def train_step(
     if critic is not None:
         critic[1].zero_grad(set_to_none=True)
     totals = torch.zeros(len(TERMS) + 1, device=device)  # TERMS, then the discriminator's loss (FactorVAE)
-    for i, (x, eps, active, permutation, *_) in enumerate(batches):
+    for i, (x, eps, active, permutation, partner) in enumerate(batches):
         # Under DDP, all-reduce gradients only with the last of this rank's batches.
         last = i == k - 1 or not isinstance(model, DistributedDataParallel)
         with contextlib.nullcontext() if last else model.no_sync():
@@ -109,6 +109,7 @@ def train_step(
                     clamp_grad=cfg.clamp_grad,
                     clamp_to=cfg.clamp_to,
                     own_recon=cfg.own_recon > 0,
+                    partner=partner if cfg.edit_recon > 0 else None,
                 )
             t = loss_terms(raw, out, x, active, cfg.kl_clamped)
             disc = critic[0] if critic is not None else None
@@ -116,6 +117,8 @@ def train_step(
             objective = t["recon"] + reg  # the clamp injects the invariance gradient itself
             if "own_recon" in t:  # its gradient reaches the decoder only (the code was detached)
                 objective = objective + cfg.own_recon * t["own_recon"]
+            if "edit_recon" in t:  # its gradient reaches encoder and decoder (the edit re-rendering makes)
+                objective = objective + cfg.edit_recon * t["edit_recon"]
             if disc is not None:  # trains the discriminator only: the codes are constants to it
                 z = out.z.detach()
                 objective_d = discriminator_loss(disc, z, permute_dims(z, permutation))
@@ -342,6 +345,8 @@ def _train(cfg, data_dirs, out_dir, resume, live_dir, progress, rank, world, loc
         pairs=cfg.batches == "pairs",
         permutations=cfg.method == "factor_vae",
         swap=cfg.decoder_swap,
+        edit=cfg.edit_share if cfg.edit_recon > 0 else 0.0,
+        edit_until=cfg.steps - cfg.decoder_steps,
     )
     if rank == 0:
         check_writable(out_dir, TrainError)

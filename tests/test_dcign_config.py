@@ -54,6 +54,8 @@ def test_overrides():
         ({"decoder_steps": 3000}, "train.decoder_steps (3000) must be below steps (3000): they are the last of them"),
         ({"decoder_steps": 10, "decoder_swap": 1.5}, "train.decoder_swap must be a number from 0 to 1, got 1.5"),
         ({"decoder_swap": 0.5}, "train.decoder_swap applies to the decoder phase: set decoder_steps above 0 too"),
+        ({"edit_recon": -0.5}, "train.edit_recon must be a non-negative number, got -0.5"),
+        ({"edit_recon": 1, "edit_share": 2}, "train.edit_share must be a number from 0 to 1, got 2"),
         (
             {"method": "gan"},
             "train.method must be one of dcign, vae, beta_vae, beta_tcvae, factor_vae, ada_gvae, got 'gan'",

@@ -74,6 +74,21 @@ def test_swap_partners_are_drawn_last_and_only_for_sweep_batches(data):
     assert Schedule(data, RATIO, seed=2, latent=5, entangled=True, swap=1.0).slot(0, 0).partner is None
 
 
+def test_edit_partners_before_edit_until_and_the_decoder_phase_share_after(data):
+    """The clamped steps (before edit_until) draw partners at the edit share, the decoder phase at its own."""
+    both = Schedule(data, RATIO, seed=2, latent=5, entangled=False, swap=0.0, edit=1.0, edit_until=50)
+    edit_only = Schedule(data, RATIO, seed=2, latent=5, entangled=False, edit=1.0, edit_until=50)
+    swap_only = Schedule(data, RATIO, seed=2, latent=5, entangled=False, swap=1.0)
+    n = data.batch_size
+    for step in range(100):
+        a, b, c = both.slot(step, 0), edit_only.slot(step, 0), swap_only.slot(step, 0)
+        if step < 50:  # the same partners as the decoder phase's draw would give: one rule, two shares
+            assert np.all(a.partner != np.arange(n)) and np.array_equal(a.partner, c.partner)
+        else:
+            assert a.partner is None and b.partner is None
+        assert np.array_equal(a.eps, c.eps) and np.array_equal(a.images, c.images)
+
+
 def test_schedule_skips_absent_groups(tmp_path):
     data = load_training_data(make_fake_dataset(tmp_path, sweeps=("azimuth", "intrinsic"), n_batches=2, batch_size=4))
     s = Schedule(data, {"azimuth": 1, "light": 5, "intrinsic": 0}, seed=0, latent=2, entangled=False)

@@ -20,7 +20,8 @@ def test_a_run_recorded_before_a_param_existed_groups_with_its_seeds(tmp_path):
     is the same setting as a later run with their defaults, so the two form a seed group."""
     new = json.loads(RECORD.read_text())["c18-decoder-1000"]  # recorded with every param of today
     new["params"]["train.decoder_steps"] = R.ADDED_PARAMS["train.decoder_steps"]  # its one non-default one
-    new["params"]["train.decoder_swap"] = R.ADDED_PARAMS["train.decoder_swap"]  # added after it was recorded
+    for added in ("train.decoder_swap", "train.edit_recon", "train.edit_share"):  # added after it was recorded
+        new["params"][added] = R.ADDED_PARAMS[added]
     old = json.loads(json.dumps(new))
     old["params"] = {
         k: v for k, v in old["params"].items() if k not in R.ADDED_PARAMS and not k.startswith(R.OTHER_PIPELINES)

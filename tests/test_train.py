@@ -282,6 +282,9 @@ def test_unwritable_out_and_missing_data(data, tmp_path):
         {"method": "vae", "decoder_steps": 1},
         {"decoder_steps": 1, "decoder_swap": 1.0},
         {"method": "vae", "decoder_steps": 1, "decoder_swap": 1.0},
+        {"edit_recon": 1.0, "edit_share": 0.5},
+        {"edit_recon": 1.0, "own_recon": 1.0, "decoder_steps": 1, "decoder_swap": 0.5},
+        {"method": "vae", "edit_recon": 1.0},
         {"precision": "bf16"},
         {"batches_per_step": 2, "optimizer": "rmsprop"},
         {"channels_last": False, "model": ModelConfig(filters=(4, 4), latent=8, recon="bernoulli")},
@@ -424,9 +427,10 @@ def test_decoder_swap_decodes_the_partners_code_with_the_own_active_group():
     assert abs(swapped - own) > 1e-4 * abs(own)  # the partner's code is a different input
 
 
-@pytest.mark.parametrize("swap", [0.0, 0.5])
-def test_decoder_phase_resumes_exactly_and_refuses_another_length(data, tmp_path, monkeypatch, swap):
-    cfg = tiny(decoder_steps=2, decoder_swap=swap)  # steps 1-4 clamped, 5-6 the decoder phase; a checkpoint at 3
+@pytest.mark.parametrize("swap, edit", [(0.0, 0.0), (0.5, 0.0), (0.5, 1.0)])
+def test_decoder_phase_resumes_exactly_and_refuses_another_length(data, tmp_path, monkeypatch, swap, edit):
+    # steps 1-4 clamped, 5-6 the decoder phase; a checkpoint at 3
+    cfg = tiny(decoder_steps=2, decoder_swap=swap, edit_recon=edit)
     train(cfg, data, tmp_path / "straight")
     real = dcign.train.save_checkpoint
 

@@ -58,6 +58,8 @@ ADDED_PARAMS = {
     "train.own_recon": 0,
     "train.decoder_steps": 0,
     "train.decoder_swap": 0,
+    "train.edit_recon": 0,
+    "train.edit_share": 0.25,
 }
 
 
