@@ -91,7 +91,7 @@ def train_rate(cfg: TrainConfig, batch: int, device: torch.device, seconds: floa
     r = cfg.model.resolution
     x = torch.rand(batch, 1, r, r, device=device).contiguous(memory_format=torch.channels_last)
     eps = torch.randn(batch, cfg.model.latent, device=device)
-    batches = [(x, eps, "azimuth", None)]
+    batches = [(x, eps, "azimuth", None, None)]  # dcign.train.Batch: no permutation, no edit partners
     train_step(model, optimizer, batches, cfg)  # warm-up (allocator, oneDNN/cuDNN kernel choice)
     sync(device)
     steps, t0 = 0, time.perf_counter()

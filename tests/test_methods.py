@@ -146,7 +146,7 @@ def test_beta_vae_loss_is_recon_plus_beta_kl(method, weight):
     torch.manual_seed(0)
     model = DCIGN(ModelConfig(resolution=16, filters=(4, 4), latent=6))
     optimizer = torch.optim.Adam(model.parameters())
-    batch = (torch.rand(4, 1, 16, 16), torch.randn(4, 6), None, None)
+    batch = (torch.rand(4, 1, 16, 16), torch.randn(4, 6), None, None, None)
     loss, recon, kl, inv = train_step(model, optimizer, [batch], cfg)
     assert loss == pytest.approx(recon + weight * kl, rel=1e-6) and inv == 0
 
