@@ -129,6 +129,10 @@ class DCIGN(nn.Module):
         """(D,) bool, True for the latents of every group except ``active``."""
         return self.group_id != GROUPS.index(active)
 
+    def edit_code(self, mu: torch.Tensor, active: str, partner: torch.Tensor) -> torch.Tensor:
+        """The code re-rendering makes, (N, D): each image's own ``active`` group, its ``partner``'s other groups."""
+        return torch.where(self.clamp_mask(active), mu[partner], mu)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -176,7 +180,7 @@ class DCIGN(nn.Module):
         rows = None
         if partner is not None:
             rows = torch.nonzero(partner != torch.arange(len(partner), device=partner.device)).squeeze(1)  # (M,)
-            codes.append(torch.where(mask, mu[partner[rows]], mu[rows]))  # (M, D)
+            codes.append(self.edit_code(mu, active, partner)[rows])  # (M, D)
         logits = self.decoder(torch.cat(codes) if len(codes) > 1 else z_dec)
         n = z.shape[0]
         own_logits = logits[n : 2 * n] if own_recon else None

@@ -172,7 +172,7 @@ def decoder_step(
                 mu, logvar = raw.encode(x)  # (N, D) each
                 code = mu
                 if partner is not None:  # the partner's inactive groups, the image's own active group
-                    code = torch.where(raw.clamp_mask(active), mu[partner], mu)
+                    code = raw.edit_code(mu, active, partner)
             logits = raw.decoder(code)
         recon = reconstruction_nll(raw.config, logits, x)
         (recon / k).backward()

@@ -76,16 +76,18 @@ def test_swap_partners_are_drawn_last_and_only_for_sweep_batches(data):
 
 def test_edit_partners_before_edit_until_and_the_decoder_phase_share_after(data):
     """The clamped steps (before edit_until) draw partners at the edit share, the decoder phase at its own."""
-    both = Schedule(data, RATIO, seed=2, latent=5, entangled=False, swap=0.0, edit=1.0, edit_until=50)
+    both = Schedule(data, RATIO, seed=2, latent=5, entangled=False, swap=0.5, edit=1.0, edit_until=50)
     edit_only = Schedule(data, RATIO, seed=2, latent=5, entangled=False, edit=1.0, edit_until=50)
     swap_only = Schedule(data, RATIO, seed=2, latent=5, entangled=False, swap=1.0)
+    swap_half = Schedule(data, RATIO, seed=2, latent=5, entangled=False, swap=0.5)
     n = data.batch_size
     for step in range(100):
         a, b, c = both.slot(step, 0), edit_only.slot(step, 0), swap_only.slot(step, 0)
         if step < 50:  # the same partners as the decoder phase's draw would give: one rule, two shares
             assert np.all(a.partner != np.arange(n)) and np.array_equal(a.partner, c.partner)
-        else:
-            assert a.partner is None and b.partner is None
+            assert np.array_equal(b.partner, c.partner)
+        else:  # the decoder phase's share (0.5 in `both`, none in `edit_only`)
+            assert np.array_equal(a.partner, swap_half.slot(step, 0).partner) and b.partner is None
         assert np.array_equal(a.eps, c.eps) and np.array_equal(a.images, c.images)
 
 
